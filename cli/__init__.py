@@ -1,0 +1,1 @@
+"""The ``tusk`` command line: pachctl's grammar over the Python client."""

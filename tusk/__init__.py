@@ -1,0 +1,1 @@
+"""tusk: the daemon, its gRPC server, and the Python client (SDK)."""
