@@ -1,0 +1,100 @@
+"""Host-side file plumbing shared by the runners (staging inputs, collecting outputs)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+
+from pps.runners import OUTPUT_CAP
+
+
+def link_tree(src: str, dst: str) -> None:
+    """Make ``dst`` a copy of the directory ``src``, hard-linking files when possible.
+
+    Hard links cost one metadata write per file whatever its size, which is what
+    keeps staging a large datum cheap; they are safe here because every runner
+    presents the staged tree read-only. Across filesystems (EXDEV) or where links
+    are refused (EPERM, e.g. protected_hardlinks), files are copied instead.
+    Symbolic links are recreated as they are (a link to a host path will not
+    resolve inside a container).
+    """
+    if not os.path.isdir(src):
+        raise FileNotFoundError(errno.ENOENT, "input directory does not exist", src)
+    can_link = True
+    os.makedirs(dst, exist_ok=True)
+    for root, dirs, files in os.walk(src):
+        rel = os.path.relpath(root, src)
+        target_root = dst if rel == "." else os.path.join(dst, rel)
+        for d in dirs:
+            s = os.path.join(root, d)
+            t = os.path.join(target_root, d)
+            if os.path.islink(s):
+                os.symlink(os.readlink(s), t)
+            else:
+                os.mkdir(t)
+        for f in files:
+            s = os.path.join(root, f)
+            t = os.path.join(target_root, f)
+            if os.path.islink(s):
+                os.symlink(os.readlink(s), t)
+                continue
+            if can_link:
+                try:
+                    os.link(s, t)
+                    continue
+                except OSError as exc:
+                    if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                        raise
+                    can_link = False
+            shutil.copy2(s, t)
+
+
+def clear_dir(path: str) -> None:
+    """Remove everything inside ``path`` but keep ``path`` itself (a mount point)."""
+    with os.scandir(path) as it:
+        for entry in it:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+
+
+def move_children(src: str, dst: str) -> None:
+    """Move every entry of ``src`` into ``dst`` (created if missing), leaving ``src`` empty.
+
+    A rename per top-level entry when both are on one filesystem, so collecting
+    a datum's output costs nothing per byte; a copy otherwise.
+    """
+    os.makedirs(dst, exist_ok=True)
+    with os.scandir(src) as it:
+        entries = list(it)
+    for entry in entries:
+        target = os.path.join(dst, entry.name)
+        if os.path.lexists(target):
+            raise FileExistsError(
+                errno.EEXIST, "output directory is not empty: refusing to overwrite", target
+            )
+        try:
+            os.rename(entry.path, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            if entry.is_dir(follow_symlinks=False):
+                shutil.copytree(entry.path, target, symlinks=True)
+                shutil.rmtree(entry.path)
+            else:
+                shutil.copy2(entry.path, target, follow_symlinks=False)
+                os.unlink(entry.path)
+
+
+def read_tail(path: str, cap: int = OUTPUT_CAP) -> bytes:
+    """The last ``cap`` bytes of ``path`` (empty when it does not exist)."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > cap:
+                f.seek(size - cap)
+            return f.read(cap)
+    except FileNotFoundError:
+        return b""

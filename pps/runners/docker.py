@@ -1,0 +1,619 @@
+"""Docker runner: one long-lived container per worker, datums run by an agent inside it.
+
+Why an agent: a container start costs 230-330 ms here and a ``docker exec``
+about 60 ms, both far above the per-datum budget. So a session starts the
+pipeline's image once, with its entrypoint replaced by a small POSIX shell loop
+(the agent, bind-mounted read-only at ``/.tusk``; any image with ``/bin/sh``
+works, busybox or Debian). Per datum the host writes a script, sends one line on
+a FIFO and reads the exit status back on another: about a millisecond of
+overhead, no Docker API call on the normal path.
+
+Layout of the session's ``work_dir`` on the host (and inside the container)::
+
+    agent/agent.sh   -> /.tusk/agent.sh   read-only
+    agent/io/        -> /.tusk/io/        read-write: req, resp FIFOs, datum.sh,
+                                          stdin, stdout, stderr of the current datum
+    pfs/             -> /pfs              read-only; pfs/<name> is filled per datum
+    out/             -> /pfs/out          read-write; emptied into DatumRun.out_dir
+
+A bind mount shows later changes inside its source directory, so staging a
+datum is only hard-linking its files into ``pfs/<name>`` (copying across
+filesystems) and collecting its output is a rename per top-level entry.
+
+Failure handling: the agent holds the response FIFO open for its whole life, so
+the host sees end-of-file the instant the container dies (memory limit, crash)
+without polling the engine; the session then reports the cause and starts a new
+container at the next datum. A datum past its timeout is killed through the
+host's view of the container's processes (``docker top``), or, when that is not
+possible, by discarding the container.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import select
+import shlex
+import shutil
+import signal
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from pps.runners import DatumRun, RunnerSpec, RunResult
+from pps.runners._files import clear_dir, link_tree, move_children, read_tail
+
+__all__ = ["DockerRunner", "DockerSession", "LABEL", "SESSION_LABEL"]
+
+#: Every container a docker runner creates carries this label (value "1").
+LABEL = "tusk.runner"
+#: ... and this one, whose value is the session's id.
+SESSION_LABEL = "tusk.session"
+
+#: A fork bomb in user code must not take the machine down.
+PIDS_LIMIT = 4096
+
+_AGENT_DIR = "/.tusk"
+_IO_DIR = _AGENT_DIR + "/io"
+
+# The agent. POSIX sh only (busybox ash, dash, bash): no `timeout`, no `setsid`,
+# nothing an image might lack. Its per-datum work uses builtins alone, so the
+# only fork per datum is the child shell that runs the datum script.
+_AGENT_SCRIPT = r"""# tusk runner agent: runs /.tusk/io/datum.sh once per request line.
+# Protocol: the host writes one line to io/req per datum; the agent answers
+# "<exit status> <OOM kills in this container so far>" on io/resp.
+io=/.tusk/io
+oom_kills() {
+    n=-
+    for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do
+        if [ -r "$f" ]; then
+            while read -r k v; do
+                if [ "$k" = oom_kill ]; then n=$v; fi
+            done <"$f"
+            break
+        fi
+    done
+}
+# resp first: the host opened it for reading before starting the container, so
+# this does not block, and the host sees EOF only when this shell is gone.
+exec 3>"$io/resp"
+oom_kills
+echo "ready $n" >&3
+exec 4<"$io/req"
+while read -r req <&4; do
+    /bin/sh "$io/datum.sh" 3>&- 4<&-
+    rc=$?
+    oom_kills
+    echo "$rc $n" >&3
+done
+"""
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class _Failure(Exception):
+    """A runner-level failure; its message goes to RunResult.error verbatim."""
+
+
+class _AgentGone(Exception):
+    """The agent's end of the response FIFO closed: the container is dead."""
+
+
+class DockerRunner:
+    """Runs user code in the pipeline's image through a Docker engine.
+
+    Args:
+        base_url: the engine's address (``unix:///var/run/docker.sock``,
+            ``tcp://...``); ``DOCKER_HOST`` or the default socket when ``None``.
+        labels: extra labels put on every container (tests use one to clean up).
+        api_timeout: seconds before a Docker API call is abandoned.
+        start_timeout: seconds a new container has to get its agent ready.
+    """
+
+    name = "docker"
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+        api_timeout: float = 60.0,
+        start_timeout: float = 30.0,
+    ) -> None:
+        self.base_url = base_url
+        self.labels = dict(labels or {})
+        self.api_timeout = api_timeout
+        self.start_timeout = start_timeout
+        self._client_obj: docker.DockerClient | None = None
+
+    @property
+    def engine_address(self) -> str:
+        """Where the engine is expected, for messages."""
+        return self.base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+    def unreachable(self, exc: BaseException) -> str:
+        """The error text for an engine that does not answer."""
+        return (
+            f"Docker engine unreachable at {self.engine_address}: {exc}; "
+            "start it with deploy/services.sh up"
+        )
+
+    def client(self) -> docker.DockerClient:
+        """A connected client (created on first use, then reused).
+
+        Raises:
+            _Failure: the engine does not answer.
+        """
+        if self._client_obj is None:
+            try:
+                if self.base_url is None:
+                    self._client_obj = docker.from_env(timeout=int(self.api_timeout))
+                else:
+                    self._client_obj = docker.DockerClient(
+                        base_url=self.base_url, timeout=int(self.api_timeout)
+                    )
+            except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+                raise _Failure(self.unreachable(exc)) from exc
+        return self._client_obj
+
+    def available(self) -> tuple[bool, str]:
+        """True when the engine answers a ping."""
+        try:
+            self.client().ping()
+        except _Failure as exc:
+            return False, str(exc)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            return False, self.unreachable(exc)
+        return True, ""
+
+    def start(self, spec: RunnerSpec, work_dir: str) -> DockerSession:
+        """Start a container for ``spec``; failures are reported by each ``run``."""
+        return DockerSession(self, spec, work_dir)
+
+
+class DockerSession:
+    """One container running the agent; see the module docstring.
+
+    Attributes:
+        session_id: value of the container's ``tusk.session`` label.
+        warnings: always empty for this runner.
+    """
+
+    def __init__(self, runner: DockerRunner, spec: RunnerSpec, work_dir: str) -> None:
+        self.runner = runner
+        self.spec = spec
+        self.session_id = uuid.uuid4().hex[:16]
+        self.warnings: tuple[str, ...] = ()
+        work_dir = os.path.abspath(work_dir)
+        self._agent_dir = os.path.join(work_dir, "agent")
+        self._io = os.path.join(self._agent_dir, "io")
+        self._pfs = os.path.join(work_dir, "pfs")
+        self._out = os.path.join(work_dir, "out")
+        self._container: Any = None  # docker.models.containers.Container
+        self._resp_fd = -1
+        self._req_fd = -1
+        self._poll = select.poll()
+        self._buf = b""
+        self._oom_kills = -1
+        self._closed = False
+        self.start_error = ""
+        try:
+            self._start_container()
+        except _Failure as exc:
+            # Reported by run(), which retries: the engine or image may appear.
+            self.start_error = str(exc)
+
+    # ---------------------------------------------------------------- public
+
+    @property
+    def container_id(self) -> str | None:
+        """Id of the current container (None when none is running)."""
+        return None if self._container is None else str(self._container.id)
+
+    def run(self, datum: DatumRun) -> RunResult:
+        """Run one datum in the session's container; see :class:`pps.runners.Session`."""
+        datum.validate()
+        if self._closed:
+            raise RuntimeError("session is closed")
+        started = time.monotonic()
+        if self._container is None:
+            try:
+                self._start_container()
+            except _Failure as exc:
+                return RunResult(None, b"", b"", time.monotonic() - started, error=str(exc))
+        try:
+            return self._run_staged(datum, started)
+        finally:
+            self._unstage(datum)
+
+    def close(self) -> None:
+        """Remove the container and the session's files. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._discard_container()
+        shutil.rmtree(self._agent_dir, ignore_errors=True)
+        shutil.rmtree(self._pfs, ignore_errors=True)
+        shutil.rmtree(self._out, ignore_errors=True)
+
+    def __enter__(self) -> DockerSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------- one datum
+
+    def _run_staged(self, datum: DatumRun, started: float) -> RunResult:
+        def result(exit_code: int | None, **kw: Any) -> RunResult:
+            return RunResult(
+                exit_code,
+                read_tail(os.path.join(self._io, "stdout")),
+                read_tail(os.path.join(self._io, "stderr")),
+                time.monotonic() - started,
+                **kw,
+            )
+
+        try:
+            self._stage(datum)
+        except OSError as exc:
+            return result(None, error=f"could not stage the datum's files: {exc}")
+        try:
+            os.write(self._req_fd, b"r\n")
+            line = self._read_line(datum.timeout)
+            if line is None:
+                return self._timed_out(datum, result)
+        except (_AgentGone, BrokenPipeError):
+            return result(None, **self._death_report())
+        status, _, oom = line.partition(b" ")
+        oom_killed = self._note_oom_kills(oom)
+        if oom_killed:
+            return result(
+                None,
+                oom_killed=True,
+                error=f"user code was killed for exceeding the container's memory limit "
+                f"({_mib(self.spec.memory_bytes)})",
+            )
+        return result(int(status))
+
+    def _timed_out(self, datum: DatumRun, result: Callable[..., RunResult]) -> RunResult:
+        error = f"datum exceeded its timeout of {datum.timeout:g} s and was killed"
+        if self._kill_datum_processes():
+            try:
+                # The agent answers once its child is gone; anything else means
+                # the kill did not take, and the container cannot be trusted.
+                if self._read_line(10.0) is not None:
+                    return result(None, timed_out=True, error=error)
+            except _AgentGone:
+                pass
+        self._discard_container()
+        return result(None, timed_out=True, error=error)
+
+    def _stage(self, datum: DatumRun) -> None:
+        """Write the datum's script and stdin; link its inputs under pfs/."""
+        lines = [
+            # Redirect first, so that even a failing `exec` reports into stderr.
+            "exec <{} >{} 2>{}".format(
+                _IO_DIR + "/stdin" if datum.stdin is not None else "/dev/null",
+                _IO_DIR + "/stdout",
+                _IO_DIR + "/stderr",
+            )
+        ]
+        odd: list[str] = []
+        for key, value in datum.env.items():
+            if _IDENTIFIER.match(key):
+                lines.append(f"export {key}={shlex.quote(value)}")
+            else:
+                # Not a shell name (an input called "my-repo"): only env(1) can set it.
+                odd.append(shlex.quote(f"{key}={value}"))
+        argv = " ".join(shlex.quote(a) for a in datum.cmd)
+        lines.append(f"exec env {' '.join(odd)} {argv}" if odd else f"exec {argv}")
+        _write(os.path.join(self._io, "datum.sh"), ("\n".join(lines) + "\n").encode())
+        if datum.stdin is not None:
+            _write(os.path.join(self._io, "stdin"), datum.stdin)
+        for name, src in datum.inputs.items():
+            link_tree(src, os.path.join(self._pfs, name))
+
+    def _unstage(self, datum: DatumRun) -> None:
+        """Empty pfs/ and out/ again, handing the output to the caller."""
+        for name in datum.inputs:
+            shutil.rmtree(os.path.join(self._pfs, name), ignore_errors=True)
+        for leftover in ("stdin", "stdout", "stderr"):
+            try:
+                os.unlink(os.path.join(self._io, leftover))
+            except FileNotFoundError:
+                pass
+        try:
+            move_children(self._out, datum.out_dir)
+        finally:
+            # Never let one datum's output leak into the next one.
+            clear_dir(self._out)
+
+    # ------------------------------------------------------------ the agent
+
+    def _read_line(self, timeout: float | None) -> bytes | None:
+        """The next line from the agent, or None after ``timeout`` seconds.
+
+        Raises:
+            _AgentGone: the agent (so the container) is gone.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            wait_ms: int | None = None
+            if deadline is not None:
+                wait_ms = max(0, int((deadline - time.monotonic()) * 1000) + 1)
+            if not self._poll.poll(wait_ms):
+                return None
+            try:
+                chunk = os.read(self._resp_fd, 4096)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                raise _AgentGone()
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line
+
+    def _note_oom_kills(self, field: bytes) -> bool:
+        """Record the container's OOM-kill count; True if it grew."""
+        try:
+            count = int(field)
+        except ValueError:  # "-": no memory cgroup visible in this container
+            return False
+        grew = self._oom_kills >= 0 and count > self._oom_kills
+        self._oom_kills = count
+        return grew
+
+    def _start_container(self) -> None:
+        """Create and start a fresh container, and wait for its agent.
+
+        Raises:
+            _Failure: engine unreachable, image missing, or the agent never
+                became ready (with the container's log).
+        """
+        client = self.runner.client()
+        self._discard_container()
+        spec = self.spec
+        try:
+            client.images.get(spec.image)
+        except docker.errors.ImageNotFound:
+            raise _Failure(
+                f"image {spec.image} not found: build it with deploy/images/build.sh "
+                "(images are never pulled: no registry is reachable)"
+            ) from None
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise _Failure(self.runner.unreachable(exc)) from exc
+        self._prepare_dirs()
+        self._resp_fd = os.open(os.path.join(self._io, "resp"), os.O_RDONLY | os.O_NONBLOCK)
+        self._poll = select.poll()
+        self._poll.register(self._resp_fd, select.POLLIN)
+        self._buf = b""
+        labels = {**self.runner.labels, LABEL: "1", SESSION_LABEL: self.session_id}
+        try:
+            self._container = client.containers.create(
+                spec.image,
+                entrypoint=["/bin/sh", _AGENT_DIR + "/agent.sh"],
+                init=True,  # reaps orphans and makes removal immediate
+                network_mode=spec.network,
+                labels=labels,
+                mem_limit=spec.memory_bytes,
+                # Equal to mem_limit: no swap, so exceeding the limit is an OOM
+                # kill rather than a slow crawl.
+                memswap_limit=spec.memory_bytes,
+                nano_cpus=None if spec.cpus is None else int(spec.cpus * 1e9),
+                pids_limit=PIDS_LIMIT,
+                user=spec.user or "",
+                working_dir=spec.working_dir,
+                volumes={
+                    self._agent_dir: {"bind": _AGENT_DIR, "mode": "ro"},
+                    self._io: {"bind": _IO_DIR, "mode": "rw"},
+                    self._pfs: {"bind": "/pfs", "mode": "ro"},
+                    self._out: {"bind": "/pfs/out", "mode": "rw"},
+                },
+                detach=True,
+            )
+            self._container.start()
+        except docker.errors.ImageNotFound:
+            raise _Failure(
+                f"image {spec.image} not found: build it with deploy/images/build.sh"
+            ) from None
+        except docker.errors.APIError as exc:
+            self._discard_container()
+            raise _Failure(f"could not start a container of {spec.image}: {exc}") from exc
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            self._discard_container()
+            raise _Failure(self.runner.unreachable(exc)) from exc
+        self._await_agent()
+
+    def _await_agent(self) -> None:
+        """Wait for the agent's "ready" line, then open the request FIFO."""
+        deadline = time.monotonic() + self.runner.start_timeout
+        line: bytes | None = None
+        while line is None:
+            try:
+                line = self._read_line(0.05)
+            except _AgentGone:
+                break
+            if line is None:
+                if time.monotonic() > deadline:
+                    break
+                self._container.reload()
+                if self._container.status not in ("created", "running"):
+                    break
+        if line is None or not line.startswith(b"ready"):
+            raise _Failure(self._not_ready_message())
+        self._note_oom_kills(line.partition(b" ")[2])
+        # The agent opens req right after "ready"; until then a non-blocking
+        # open for writing fails with ENXIO (no reader).
+        req = os.path.join(self._io, "req")
+        while True:
+            try:
+                self._req_fd = os.open(req, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENXIO or time.monotonic() > deadline:
+                    raise _Failure(self._not_ready_message()) from exc
+                time.sleep(0.0005)
+        os.set_blocking(self._req_fd, True)
+
+    def _not_ready_message(self) -> str:
+        logs = ""
+        status = "unknown"
+        try:
+            self._container.reload()
+            status = self._container.status
+            logs = self._container.logs(tail=20).decode(errors="replace").strip()
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            pass
+        self._discard_container()
+        return (
+            f"the runner agent did not start in a container of {self.spec.image} "
+            f"(container {status}; it needs /bin/sh in the image)"
+            + (f": {logs}" if logs else "")
+        )
+
+    def _prepare_dirs(self) -> None:
+        """Fresh agent files and FIFOs, empty pfs/ and out/ (with out/ as mount point)."""
+        os.makedirs(self._agent_dir, exist_ok=True)
+        shutil.rmtree(self._io, ignore_errors=True)
+        os.makedirs(self._io)
+        # World-writable: user code may run as any uid and its redirections
+        # create stdout/stderr here.
+        os.chmod(self._io, 0o777)
+        for fifo in ("req", "resp"):
+            os.mkfifo(os.path.join(self._io, fifo), 0o666)
+            os.chmod(os.path.join(self._io, fifo), 0o666)
+        _write(os.path.join(self._agent_dir, "agent.sh"), _AGENT_SCRIPT.encode())
+        os.chmod(os.path.join(self._agent_dir, "agent.sh"), 0o755)
+        for d in (self._pfs, self._out):
+            os.makedirs(d, exist_ok=True)
+            clear_dir(d)
+        os.chmod(self._pfs, 0o755)
+        os.chmod(self._out, 0o777)
+        os.mkdir(os.path.join(self._pfs, "out"))
+
+    # ---------------------------------------------------- killing and death
+
+    def _kill_datum_processes(self) -> bool:
+        """SIGKILL every process in the container but its init and the agent.
+
+        Uses the host's pids from ``docker top``, so it needs this process to
+        share the engine's pid namespace; each pid is checked to belong to the
+        container's cgroup before it is signalled. Returns False when nothing
+        could be killed this way (the caller then discards the container).
+        """
+        container = self._container
+        if container is None:
+            return False
+        killed_any = False
+        try:
+            for _ in range(3):  # again, in case a process forked meanwhile
+                top = container.top()
+                titles = top["Titles"]
+                ipid, ippid, icmd = titles.index("PID"), titles.index("PPID"), titles.index("CMD")
+                procs = [(int(p[ipid]), int(p[ippid]), p[icmd]) for p in top["Processes"] or []]
+                pids = {pid for pid, _, _ in procs}
+                init = {pid for pid, ppid, _ in procs if ppid not in pids}
+                targets = [
+                    pid
+                    for pid, ppid, cmd in procs
+                    if pid not in init and not (ppid in init and _AGENT_DIR + "/agent.sh" in cmd)
+                ]
+                if not targets:
+                    break
+                for pid in targets:
+                    if not _in_container(pid, str(container.id)):
+                        continue
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                        killed_any = True
+                    except (ProcessLookupError, PermissionError):
+                        pass
+        except (docker.errors.DockerException, requests.exceptions.RequestException, ValueError):
+            return False
+        return killed_any
+
+    def _death_report(self) -> dict[str, Any]:
+        """Fields of the RunResult for a container that died mid-datum."""
+        container = self._container
+        state: dict[str, Any] = {}
+        logs = ""
+        try:
+            # The engine records the exit a moment after the FIFO closes.
+            for _ in range(50):
+                container.reload()
+                state = container.attrs.get("State", {})
+                if not state.get("Running"):
+                    break
+                time.sleep(0.02)
+            logs = container.logs(tail=10).decode(errors="replace").strip()
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            self._discard_container()
+            return {"error": self.runner.unreachable(exc)}
+        self._discard_container()
+        if state.get("OOMKilled"):
+            return {
+                "oom_killed": True,
+                "error": "container was killed for exceeding its memory limit "
+                f"({_mib(self.spec.memory_bytes)}); a new one runs the next datum",
+            }
+        msg = (
+            f"container {str(container.id)[:12]} of {self.spec.image} died during the datum "
+            f"(exit code {state.get('ExitCode', '?')}"
+            + (f", {state['Error']}" if state.get("Error") else "")
+            + "); a new one runs the next datum"
+        )
+        return {"error": msg + (f". Last log lines: {logs}" if logs else "")}
+
+    def _discard_container(self) -> None:
+        """Close the FIFOs and force-remove the container, if any."""
+        for fd in (self._req_fd, self._resp_fd):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._req_fd = self._resp_fd = -1
+        self._buf = b""
+        self._oom_kills = -1
+        container, self._container = self._container, None
+        if container is not None:
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+            except (docker.errors.DockerException, requests.exceptions.RequestException):
+                # Engine gone: its containers went with it (or it will clean up
+                # on restart); nothing more this session can do.
+                pass
+
+
+def _write(path: str, data: bytes) -> None:
+    # Readable by any uid the agent may run as (the usual umask leaves 0o644).
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def _in_container(pid: int, container_id: str) -> bool:
+    """True if host ``pid`` is in the container's cgroup (guards against pid reuse
+    or a pid namespace that differs from the engine's)."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return container_id in f.read()
+    except OSError:
+        return False
+
+
+def _mib(n: int | None) -> str:
+    return "no limit" if n is None else f"{n / (1 << 20):g} MiB"
