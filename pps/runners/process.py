@@ -1,0 +1,264 @@
+"""Process runner: user code as host processes, in a bubblewrap sandbox per datum.
+
+For machines without a Docker engine. The pipeline's image is ignored (the
+host's own binaries run), but the ``/pfs`` contract holds: bubblewrap gives each
+datum a private mount namespace whose root is an empty tmpfs, with the host's
+system directories read-only, the inputs read-only at ``/pfs/<name>``, the output
+directory writable at ``/pfs/out``, a private ``/tmp`` and (by default) no
+network. About 7 ms per datum here, against 0.8 ms for a bare subprocess.
+
+Not enforced: ``memory_bytes`` and ``cpus`` (listed in the session's warnings).
+Unlike a container, nothing persists between datums (``/tmp`` is new each time).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+from pps.runners import DatumRun, RunnerSpec, RunResult
+from pps.runners._files import read_tail
+
+__all__ = ["ProcessRunner", "ProcessSession"]
+
+#: Host directories presented read-only in the sandbox (when they exist).
+#: /etc brings passwd, ld.so.cache and certificates; /opt holds some toolchains.
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _system_binds() -> list[str]:
+    """bwrap arguments presenting SYSTEM_DIRS; merged-/usr symlinks stay symlinks."""
+    args: list[str] = []
+    for path in SYSTEM_DIRS:
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    return args
+
+
+def _user_args(user: str | None) -> list[str]:
+    """bwrap arguments to run as ``user`` (``name``, ``uid`` or ``uid:gid``).
+
+    Raises:
+        ValueError: an unknown user name.
+    """
+    if not user:
+        return []
+    name, _, group = user.partition(":")
+    if name.isdigit():
+        uid = int(name)
+        gid = int(group) if group.isdigit() else uid
+    else:
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            raise ValueError(f"user {name!r} does not exist on this host") from None
+        uid = entry.pw_uid
+        gid = int(group) if group.isdigit() else entry.pw_gid
+    # A user namespace maps the chosen ids onto the caller's own: the code sees
+    # uid/gid as asked, and files it writes belong to the worker on the host.
+    return ["--unshare-user", "--uid", str(uid), "--gid", str(gid)]
+
+
+class ProcessRunner:
+    """Runs user code on the host under bubblewrap.
+
+    Args:
+        bwrap: the bubblewrap executable (found on PATH when ``None``).
+    """
+
+    name = "process"
+
+    def __init__(self, bwrap: str | None = None) -> None:
+        self.bwrap = bwrap or shutil.which("bwrap") or "bwrap"
+        self._available: tuple[bool, str] | None = None
+
+    def available(self) -> tuple[bool, str]:
+        """Whether bubblewrap exists and can build a sandbox here (checked once)."""
+        if self._available is None:
+            self._available = self._probe()
+        return self._available
+
+    def _probe(self) -> tuple[bool, str]:
+        if shutil.which(self.bwrap) is None:
+            return False, (
+                "bubblewrap (bwrap) is not installed: apt-get install -y bubblewrap, "
+                "or run with a Docker engine"
+            )
+        argv = [self.bwrap, "--tmpfs", "/", *_system_binds(), "--dev", "/dev",
+                "--proc", "/proc", "--unshare-net", "--unshare-pid", "--die-with-parent", "true"]
+        try:
+            proc = subprocess.run(argv, capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return False, f"bubblewrap does not run here: {exc}"
+        if proc.returncode != 0:
+            return False, (
+                "bubblewrap cannot create namespaces here: "
+                f"{proc.stderr.decode(errors='replace').strip()}; install bubblewrap "
+                "with user namespaces allowed, or run with a Docker engine"
+            )
+        return True, ""
+
+    def start(self, spec: RunnerSpec, work_dir: str) -> ProcessSession:
+        """A session; nothing is started until the first datum."""
+        return ProcessSession(self, spec, work_dir)
+
+
+class ProcessSession:
+    """Runs each datum in a fresh bubblewrap sandbox.
+
+    Attributes:
+        warnings: what the spec asked that this runner does not do.
+    """
+
+    def __init__(self, runner: ProcessRunner, spec: RunnerSpec, work_dir: str) -> None:
+        self.runner = runner
+        self.spec = spec
+        self._work_dir = os.path.abspath(work_dir)
+        os.makedirs(self._work_dir, exist_ok=True)
+        warnings = [
+            f"process runner: image {spec.image} is ignored; user code runs the host's "
+            "binaries (/usr, /bin, /etc... read-only)"
+        ]
+        if spec.memory_bytes is not None or spec.cpus is not None:
+            warnings.append("process runner: resource limits (memory, cpu) are not enforced")
+        self.warnings: tuple[str, ...] = tuple(warnings)
+        self._closed = False
+
+    def run(self, datum: DatumRun) -> RunResult:
+        """Run one datum in a new sandbox; see :class:`pps.runners.Session`."""
+        datum.validate()
+        if self._closed:
+            raise RuntimeError("session is closed")
+        started = time.monotonic()
+        ok, why = self.runner.available()
+        if not ok:
+            return RunResult(None, b"", b"", time.monotonic() - started, error=why)
+        try:
+            user_args = _user_args(self.spec.user)
+        except ValueError as exc:
+            return RunResult(None, b"", b"", time.monotonic() - started, error=str(exc))
+        missing = [src for src in datum.inputs.values() if not os.path.isdir(src)]
+        if missing:
+            return RunResult(
+                None, b"", b"", time.monotonic() - started,
+                error=f"input directory does not exist: {missing[0]}",
+            )
+        os.makedirs(datum.out_dir, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self._work_dir, prefix="datum-") as scratch:
+            return self._run_in(datum, scratch, user_args, started)
+
+    def _run_in(
+        self, datum: DatumRun, scratch: str, user_args: list[str], started: float
+    ) -> RunResult:
+        # bwrap reports {"exit-code": N} on this pipe only when the command really
+        # ran, which tells a sandbox that could not be built from user code that
+        # exited 1 (bwrap's own errors also exit 1).
+        status_r, status_w = os.pipe()
+        try:
+            return self._run_sandbox(datum, scratch, user_args, started, status_r, status_w)
+        finally:
+            os.close(status_r)
+
+    def _run_sandbox(
+        self,
+        datum: DatumRun,
+        scratch: str,
+        user_args: list[str],
+        started: float,
+        status_r: int,
+        status_w: int,
+    ) -> RunResult:
+        argv = [
+            self.runner.bwrap,
+            "--json-status-fd", str(status_w),
+            "--die-with-parent",  # a dead worker leaves no stray user code behind
+            "--unshare-pid",      # and killing bwrap kills the whole sandbox
+            "--unshare-ipc",
+            "--unshare-uts",
+            *(["--unshare-net"] if self.spec.network == "none" else []),
+            *user_args,
+            "--tmpfs", "/",
+            *_system_binds(),
+            "--dev", "/dev",
+            "--proc", "/proc",
+            "--tmpfs", "/tmp",
+            "--dir", "/pfs",
+        ]
+        for name, src in datum.inputs.items():
+            argv += ["--ro-bind", os.path.abspath(src), f"/pfs/{name}"]
+        argv += ["--bind", os.path.abspath(datum.out_dir), "/pfs/out"]
+        if self.spec.working_dir:
+            argv += ["--dir", self.spec.working_dir, "--chdir", self.spec.working_dir]
+        else:
+            argv += ["--chdir", "/"]
+        # Read-only like the rest of the image; /tmp and the binds keep their modes.
+        argv += ["--remount-ro", "/", "--", *datum.cmd]
+        env = {"PATH": DEFAULT_PATH, "HOME": "/tmp", **datum.env}
+        out_path = os.path.join(scratch, "stdout")
+        err_path = os.path.join(scratch, "stderr")
+        timed_out = False
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.PIPE if datum.stdin is not None else subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    env=env,
+                    pass_fds=(status_w,),
+                    start_new_session=True,  # its own process group, killed as one
+                )
+            except OSError as exc:
+                return RunResult(None, b"", b"", time.monotonic() - started,
+                                 error=f"could not run bubblewrap: {exc}")
+            finally:
+                os.close(status_w)  # the child has its copy; EOF comes when it exits
+            try:
+                proc.communicate(datum.stdin, timeout=datum.timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+        with os.fdopen(os.dup(status_r), "rb") as f:
+            status = f.read()
+        stdout, stderr = read_tail(out_path), read_tail(err_path)
+        duration = time.monotonic() - started
+        if timed_out:
+            return RunResult(None, stdout, stderr, duration, timed_out=True,
+                             error=f"datum exceeded its timeout of {datum.timeout:g} s "
+                             "and was killed")
+        code = proc.returncode
+        if b'"exit-code"' not in status:
+            if stderr.startswith(b"bwrap: execvp "):
+                # The command does not exist in the sandbox: a user error, with
+                # a shell's status for it, as the docker runner reports.
+                return RunResult(127, stdout, stderr, duration)
+            return RunResult(None, stdout, stderr, duration,
+                             error="bubblewrap could not build the sandbox: "
+                             + stderr.decode(errors="replace").strip())
+        if code < 0:
+            return RunResult(None, stdout, stderr, duration,
+                             error=f"user code was killed by signal {-code}")
+        return RunResult(code, stdout, stderr, duration)
+
+    def close(self) -> None:
+        """Nothing runs between datums; only marks the session closed."""
+        self._closed = True
+
+    def __enter__(self) -> ProcessSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
