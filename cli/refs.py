@@ -91,11 +91,14 @@ def check_repo_name(name: str) -> str:
     return name
 
 
-def _split(text: str, what: str, form: str) -> tuple[str, str | None]:
-    """Split ``repo[@ref]`` into its parts, validating both."""
+def _split(text: str, what: str, form: str, whole: str | None = None) -> tuple[str, str | None]:
+    """Split ``repo[@ref]`` into its parts, validating both.
+
+    ``whole`` is the user's full argument (with its path), quoted in errors.
+    """
     repo, sep, ref = text.partition("@")
     if not _NAME_RE.match(repo) or (sep and not _REF_RE.match(ref)):
-        raise _invalid(text, what, form)
+        raise _invalid(whole or text, what, form)
     return repo, (ref if sep else None)
 
 
@@ -140,7 +143,7 @@ def parse_file(text: str) -> FileRef:
     An empty path after ``:`` is the same as no path.
     """
     head, colon, path = text.partition(":")
-    repo, ref = _split(head, "file", FILE_FORM)
+    repo, ref = _split(head, "file", FILE_FORM, whole=text)
     if ref is None:
         raise _invalid(text, "file", FILE_FORM)
     if not colon or path == "":

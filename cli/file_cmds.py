@@ -1,0 +1,416 @@
+"""``file`` commands: put, get, list, glob, inspect, diff, delete, copy.
+
+Data never sits whole in memory: local files are streamed by the client
+(``put_file_from_path``), stdin and downloads move in chunks, and listings
+print as they arrive. One ``put file`` invocation is one ``modify_file``
+stream, hence one commit (pachctl's rule, even with several ``-f``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+from cli import refs
+from cli.common import CLIError, Context, UsageError, add_output_flags, noun_parser, printer
+from cli.output import Printer, enum_name, human_size, timestamp
+
+FILE_HEADER = ("NAME", "TYPE", "SIZE")
+DIFF_HEADER = ("OP", "SIZE", "NAME")
+
+_CHUNK = 1 << 20  # stdin / download chunk size
+# Content diffs are for reading, so only files small enough to read make them.
+_MAX_DIFF_BYTES = 1 << 20
+_MAX_CONTENT_DIFFS = 100
+_GLOB_CHARS = re.compile(r"[*?\[\]{}!()@+^]")
+
+
+def _file_row(p: Printer, fi: Any) -> list[str]:
+    kind = enum_name(fi, "file_type").lower()
+    return [fi.file.path, kind, human_size(fi.size_bytes)]
+
+
+def _file_block(p: Printer, fi: Any) -> Iterator[tuple[str, str]]:
+    yield "Path", fi.file.path
+    yield "Commit", f"{fi.file.commit.repo}@{fi.file.commit.id}"
+    if fi.datum or fi.file.datum:
+        yield "Datum", fi.datum or fi.file.datum
+    yield "Type", enum_name(fi, "file_type").lower()
+    yield "Size", human_size(fi.size_bytes)
+    if fi.hash:
+        yield "Hash", fi.hash
+    if fi.HasField("committed"):
+        yield "Committed", p.when(timestamp(fi, "committed"))
+
+
+def _is_dir(fi: Any) -> bool:
+    return enum_name(fi, "file_type") == "DIR"
+
+
+# --- put file -----------------------------------------------------------------
+
+
+def _walk_dir(root: str) -> Iterator[str]:
+    """Relative paths of the files below ``root``, in a stable (sorted) order, lazily."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            yield os.path.relpath(os.path.join(dirpath, name), root)
+
+
+def _stdin_chunks() -> Iterator[bytes]:
+    stream = sys.stdin.buffer
+    while chunk := stream.read(_CHUNK):
+        yield chunk
+
+
+def _check_sources(sources: list[str], recursive: bool) -> None:
+    """Fail on a missing source before anything is uploaded (no stray empty commit)."""
+    if sources.count("-") > 1:
+        raise UsageError("stdin (-f -) can be given only once")
+    for src in sources:
+        if src == "-":
+            continue
+        if "://" in src:
+            raise CLIError(f"cannot read {src}: URL sources are not supported; download it first")
+        if not os.path.exists(src):
+            raise CLIError(f"cannot read {src}: no such file or directory")
+        if os.path.isdir(src) and not recursive:
+            raise CLIError(f"{src} is a directory: use -r to upload a directory's files")
+
+
+def run_put_file(ctx: Context, args: argparse.Namespace) -> int:
+    target = refs.parse_file(args.file_ref)
+    sources: list[str] = args.files
+    if not sources:
+        raise UsageError("no source given: use -f FILE (or -f - for stdin)")
+    _check_sources(sources, args.recursive)
+    n = len(sources)
+    path = target.put_path
+    # Compute every target that doesn't need a directory walk now, so a
+    # bad combination (stdin without a path) fails before the upload starts.
+    plan: list[tuple[str, str | None]] = []  # (source, target or None for a dir)
+    for src in sources:
+        if src != "-" and os.path.isdir(src):
+            plan.append((src, None))
+        else:
+            plan.append((src, refs.target_path(src, path, n, args.full_path)))
+    with ctx.client().modify_file(target.repo, target.ref) as writer:
+        for src, dst in plan:
+            if dst is None:
+                root = refs.dir_target_root(src, path, n, args.full_path)
+                for rel, repo_path in refs.dir_targets(root, _walk_dir(src)):
+                    writer.put_file_from_path(
+                        repo_path, os.path.join(src, rel), append=args.append
+                    )
+            elif src == "-":
+                writer.put_file(dst, _stdin_chunks(), append=args.append)
+            else:
+                writer.put_file_from_path(dst, src, append=args.append)
+    return 0
+
+
+# --- get file -----------------------------------------------------------------
+
+
+def _copy_to(chunks: Iterable[bytes], out: IO[bytes]) -> None:
+    for chunk in chunks:
+        out.write(chunk)
+
+
+def _download(client: Any, repo: str, ref: str, path: str, dest: str, offset: int = 0) -> None:
+    """Stream one repo file into a local file (written to a temp name, then renamed)."""
+    parent = os.path.dirname(dest)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    tmp = f"{dest}.tusk-part"
+    try:
+        with open(tmp, "wb") as f:
+            _copy_to(client.get_file(repo, ref, path, offset=offset), f)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _get_tree(client: Any, repo: str, ref: str, path: str, dest: str) -> int:
+    """Download every file at or below ``path`` (or every glob match) into ``dest``."""
+    if _GLOB_CHARS.search(path):
+        entries: Iterable[Any] = client.glob_file(repo, ref, path)
+        # Each match keeps its full repo path under dest.
+        base = "/"
+    else:
+        entries = client.walk_file(repo, ref, path)
+        base = path
+    count = 0
+    for fi in entries:
+        if _is_dir(fi):
+            if _GLOB_CHARS.search(path):
+                # A matched directory: download its whole subtree.
+                count += _get_tree(client, repo, ref, fi.file.path, _local(dest, "/", fi.file.path))
+            continue
+        if fi.file.path == base:  # the root of the request is a single file
+            local = dest
+        else:
+            local = _local(dest, base, fi.file.path)
+        _download(client, repo, ref, fi.file.path, local)
+        count += 1
+    if count == 0:
+        os.makedirs(dest, exist_ok=True)
+    return count
+
+
+def _local(dest: str, base: str, repo_path: str) -> str:
+    """Local path of ``repo_path`` (below ``base``) inside ``dest``."""
+    rel = repo_path[len(base):] if repo_path.startswith(base) else repo_path
+    rel = rel.strip("/")
+    return os.path.join(dest, *rel.split("/")) if rel else dest
+
+
+def run_get_file(ctx: Context, args: argparse.Namespace) -> int:
+    fref = refs.parse_file(args.file_ref)
+    path = fref.path or "/"
+    client = ctx.client()
+    if args.recursive:
+        if not args.output:
+            raise UsageError("get file -r needs a local directory: add -o DIR")
+        _get_tree(client, fref.repo, fref.ref, path, args.output)
+        return 0
+    if args.output:
+        _download(client, fref.repo, fref.ref, path, args.output, offset=args.offset)
+        return 0
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    # Bytes go to the binary stream so any file content survives unchanged.
+    _copy_to(client.get_file(fref.repo, fref.ref, path, offset=args.offset), out)
+    out.flush()
+    return 0
+
+
+# --- list / glob / inspect ----------------------------------------------------
+
+
+def run_list_file(ctx: Context, args: argparse.Namespace) -> int:
+    p = printer(args)
+    fref = refs.parse_file(args.file_ref)
+    items = ctx.client().list_file(fref.repo, fref.ref, fref.path or "/")
+    p.items(items, FILE_HEADER, lambda m: _file_row(p, m))
+    return 0
+
+
+def run_glob_file(ctx: Context, args: argparse.Namespace) -> int:
+    p = printer(args)
+    fref = refs.parse_file(args.pattern)
+    # The pattern goes to the server unchanged (no path cleaning of globs
+    # beyond what parse_file does, which keeps every glob character).
+    items = ctx.client().glob_file(fref.repo, fref.ref, fref.path or "/")
+    p.items(items, FILE_HEADER, lambda m: _file_row(p, m))
+    return 0
+
+
+def run_inspect_file(ctx: Context, args: argparse.Namespace) -> int:
+    p = printer(args)
+    fref = refs.parse_file(args.file_ref)
+    fi = ctx.client().inspect_file(fref.repo, fref.ref, fref.path or "/")
+    p.block(fi, lambda m: _file_block(p, m))
+    return 0
+
+
+# --- diff file ----------------------------------------------------------------
+
+
+def _read_small(client: Any, fi: Any) -> list[str] | None:
+    """The lines of a small text file, or None if it is big or binary."""
+    if fi.size_bytes > _MAX_DIFF_BYTES:
+        return None
+    c = fi.file.commit
+    data = b"".join(client.get_file(c.repo, c.id, fi.file.path))
+    try:
+        return data.decode("utf-8").splitlines(keepends=True)
+    except UnicodeDecodeError:
+        return None
+
+
+def _content_diff(client: Any, new: Any | None, old: Any | None, out: IO[str]) -> None:
+    new_lines = _read_small(client, new) if new is not None else []
+    old_lines = _read_small(client, old) if old is not None else []
+    name = (new or old).file.path
+    if new_lines is None or old_lines is None:
+        out.write(f"Binary or large file {name} differs\n")
+        return
+    old_name = f"a{name}" if old is not None else "/dev/null"
+    new_name = f"b{name}" if new is not None else "/dev/null"
+    for line in difflib.unified_diff(old_lines, new_lines, old_name, new_name):
+        out.write(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
+
+
+def run_diff_file(ctx: Context, args: argparse.Namespace) -> int:
+    p = printer(args)
+    new = refs.parse_file(args.new)
+    old = refs.parse_file(args.old) if args.old else None
+    client = ctx.client()
+    pairs = client.diff_file(
+        new.repo,
+        new.ref,
+        new.path or "/",
+        old_repo=old.repo if old else None,
+        old_ref=old.ref if old else None,
+        old_path=(old.path or "/") if old else None,
+        shallow=args.shallow,
+    )
+    if p.raw:
+        for resp in pairs:
+            p.message(resp)
+        return 0
+    out = sys.stdout
+    changed: list[tuple[Any | None, Any | None]] = []
+    skipped = 0
+
+    def rows() -> Iterator[Any]:
+        nonlocal skipped
+        for resp in pairs:
+            n = resp.new_file if resp.HasField("new_file") else None
+            o = resp.old_file if resp.HasField("old_file") else None
+            if not args.name_only and ((n is not None and not _is_dir(n)) or (o is not None and not _is_dir(o))):
+                # Keep only small handles (FileInfo messages), capped, for the
+                # content diffs printed after the table.
+                if len(changed) < _MAX_CONTENT_DIFFS:
+                    changed.append((n, o))
+                else:
+                    skipped += 1
+            if n is not None:
+                yield ("+", n)
+            if o is not None:
+                yield ("-", o)
+
+    if args.name_only:
+        seen_any = False
+        for op, fi in rows():
+            seen_any = True
+            out.write(f"{op} {fi.file.path}\n")
+        del seen_any
+        out.flush()
+        return 0
+    p.items(rows(), DIFF_HEADER, lambda r: [r[0], human_size(r[1].size_bytes), r[1].file.path])
+    for n, o in changed:
+        if n is not None and o is not None and n.hash and n.hash == o.hash:
+            continue
+        out.write("\n")
+        _content_diff(client, n, o, out)
+    if skipped:
+        out.write(f"\n({skipped} more changed files not shown as content diffs)\n")
+    out.flush()
+    return 0
+
+
+# --- delete / copy ------------------------------------------------------------
+
+
+def run_delete_file(ctx: Context, args: argparse.Namespace) -> int:
+    fref = refs.parse_file(args.file_ref)
+    if fref.path is None:
+        raise UsageError(
+            f'"{args.file_ref}" names no path: use REPO@BRANCH:PATH (and -r for a directory)'
+        )
+    client = ctx.client()
+    if not args.recursive and fref.path != "/":
+        # pachctl's -r guards against deleting a whole tree by accident.
+        fi = client.inspect_file(fref.repo, fref.ref, fref.path)
+        if _is_dir(fi):
+            raise CLIError(f"{fref.path} is a directory: use -r to delete it and everything under it")
+    elif fref.path == "/" and not args.recursive:
+        raise CLIError("deleting / removes every file: use -r to confirm")
+    with client.modify_file(fref.repo, fref.ref) as writer:
+        writer.delete_file(fref.path)
+    return 0
+
+
+def run_copy_file(ctx: Context, args: argparse.Namespace) -> int:
+    src = refs.parse_file(args.src)
+    dst = refs.parse_file(args.dst)
+    if dst.path is None:
+        raise UsageError(f'"{args.dst}" names no destination path: use REPO@BRANCH:PATH')
+    with ctx.client().modify_file(dst.repo, dst.ref) as writer:
+        writer.copy_file(src.repo, src.ref, src.path or "/", dst.path, append=args.append)
+    return 0
+
+
+# --- registration -------------------------------------------------------------
+
+
+def register(verbs: dict[str, Any]) -> None:
+    """Add the file commands to the verbs' subparsers."""
+    p = noun_parser(
+        verbs["put"],
+        "file",
+        run_put_file,
+        "put local files (or stdin) into a repo",
+        "Put files into REPO@BRANCH-OR-COMMIT[:PATH]; one invocation makes one commit. "
+        "Without PATH each source lands at the root under its basename; with one source, "
+        "PATH is its exact path (PATH/ puts it under PATH/); with several sources PATH is "
+        "a prefix; -r puts a directory's files under PATH.",
+    )
+    p.add_argument("file_ref", metavar="REPO@BRANCH-OR-COMMIT[:PATH]")
+    p.add_argument(
+        "-f",
+        "--file",
+        dest="files",
+        action="append",
+        default=[],
+        metavar="SRC",
+        help="a local file or directory, or - for stdin (repeatable)",
+    )
+    p.add_argument("-r", "--recursive", action="store_true", help="upload directories' files")
+    p.add_argument(
+        "-a", "--append", action="store_true", help="append to existing files instead of overwriting"
+    )
+    p.add_argument(
+        "--full-path",
+        action="store_true",
+        help="name files by their whole source path instead of their basename",
+    )
+
+    p = noun_parser(verbs["get"], "file", run_get_file, "print a file (or download a tree with -r)")
+    p.add_argument("file_ref", metavar="REPO@BRANCH-OR-COMMIT:PATH")
+    p.add_argument("-r", "--recursive", action="store_true", help="download a directory (needs -o)")
+    p.add_argument("-o", "--output", metavar="PATH", help="write to this local file (directory with -r)")
+    p.add_argument("--offset", type=int, default=0, help="skip this many bytes")
+
+    p = noun_parser(verbs["list"], "file", run_list_file, "list a directory's files")
+    p.add_argument("file_ref", metavar="REPO@BRANCH-OR-COMMIT[:DIR]")
+    add_output_flags(p)
+
+    p = noun_parser(verbs["glob"], "file", run_glob_file, "list the files matching a glob pattern")
+    p.add_argument("pattern", metavar="REPO@BRANCH-OR-COMMIT:PATTERN")
+    add_output_flags(p)
+
+    p = noun_parser(verbs["inspect"], "file", run_inspect_file, "show a file's details")
+    p.add_argument("file_ref", metavar="REPO@BRANCH-OR-COMMIT:PATH")
+    add_output_flags(p)
+
+    p = noun_parser(
+        verbs["diff"],
+        "file",
+        run_diff_file,
+        "show what changed between two versions of a path",
+        "Compare NEW with OLD (default: the same path in NEW's parent commit).",
+    )
+    p.add_argument("new", metavar="NEW")
+    p.add_argument("old", nargs="?", metavar="OLD")
+    p.add_argument("-s", "--shallow", action="store_true", help="don't descend into subdirectories")
+    p.add_argument("--name-only", action="store_true", help="print only the changed paths")
+    add_output_flags(p, timestamps=False)
+
+    p = noun_parser(verbs["delete"], "file", run_delete_file, "delete a file or directory")
+    p.add_argument("file_ref", metavar="REPO@BRANCH-OR-COMMIT:PATH")
+    p.add_argument("-r", "--recursive", action="store_true", help="delete a directory and its contents")
+
+    p = noun_parser(verbs["copy"], "file", run_copy_file, "copy files between commits (by reference)")
+    p.add_argument("src", metavar="SRC-REPO@REF:PATH")
+    p.add_argument("dst", metavar="DST-REPO@BRANCH:PATH")
+    p.add_argument("-a", "--append", action="store_true", help="append instead of overwriting")
