@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 __all__ = [
+    "OUTPUT_CAP",
     "DatumRun",
     "RunResult",
     "Runner",
@@ -45,7 +46,6 @@ __all__ = [
     "RunnerUnavailable",
     "Session",
     "default_runner",
-    "OUTPUT_CAP",
 ]
 
 #: How much of each of stdout and stderr a :class:`RunResult` keeps (the tail).

@@ -40,7 +40,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Self
 
 import docker
 import docker.errors
@@ -49,7 +49,7 @@ import requests.exceptions
 from pps.runners import DatumRun, RunnerSpec, RunResult
 from pps.runners._files import clear_dir, link_tree, move_children, read_tail
 
-__all__ = ["DockerRunner", "DockerSession", "LABEL", "SESSION_LABEL"]
+__all__ = ["LABEL", "SESSION_LABEL", "DockerRunner", "DockerSession"]
 
 #: Every container a docker runner creates carries this label (value "1").
 LABEL = "tusk.runner"
@@ -242,7 +242,7 @@ class DockerSession:
         shutil.rmtree(self._pfs, ignore_errors=True)
         shutil.rmtree(self._out, ignore_errors=True)
 
-    def __enter__(self) -> DockerSession:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -474,8 +474,7 @@ class DockerSession:
         self._discard_container()
         return (
             f"the runner agent did not start in a container of {self.spec.image} "
-            f"(container {status}; it needs /bin/sh in the image)"
-            + (f": {logs}" if logs else "")
+            f"(container {status}; it needs /bin/sh in the image)" + (f": {logs}" if logs else "")
         )
 
     def _prepare_dirs(self) -> None:

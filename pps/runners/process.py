@@ -20,6 +20,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from typing import Self
 
 from pps.runners import DatumRun, RunnerSpec, RunResult
 from pps.runners._files import read_tail
@@ -93,10 +94,22 @@ class ProcessRunner:
                 "bubblewrap (bwrap) is not installed: apt-get install -y bubblewrap, "
                 "or run with a Docker engine"
             )
-        argv = [self.bwrap, "--tmpfs", "/", *_system_binds(), "--dev", "/dev",
-                "--proc", "/proc", "--unshare-net", "--unshare-pid", "--die-with-parent", "true"]
+        argv = [
+            self.bwrap,
+            "--tmpfs",
+            "/",
+            *_system_binds(),
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--unshare-net",
+            "--unshare-pid",
+            "--die-with-parent",
+            "true",
+        ]
         try:
-            proc = subprocess.run(argv, capture_output=True, timeout=30)
+            proc = subprocess.run(argv, check=False, capture_output=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return False, f"bubblewrap does not run here: {exc}"
         if proc.returncode != 0:
@@ -125,8 +138,10 @@ class ProcessSession:
         self._work_dir = os.path.abspath(work_dir)
         os.makedirs(self._work_dir, exist_ok=True)
         warnings = [
-            f"process runner: image {spec.image} is ignored; user code runs the host's "
-            "binaries (/usr, /bin, /etc... read-only)"
+            (
+                f"process runner: image {spec.image} is ignored; user code runs the host's "
+                "binaries (/usr, /bin, /etc... read-only)"
+            )
         ]
         if spec.memory_bytes is not None or spec.cpus is not None:
             warnings.append("process runner: resource limits (memory, cpu) are not enforced")
@@ -149,7 +164,10 @@ class ProcessSession:
         missing = [src for src in datum.inputs.values() if not os.path.isdir(src)]
         if missing:
             return RunResult(
-                None, b"", b"", time.monotonic() - started,
+                None,
+                b"",
+                b"",
+                time.monotonic() - started,
                 error=f"input directory does not exist: {missing[0]}",
             )
         os.makedirs(datum.out_dir, exist_ok=True)
@@ -179,19 +197,25 @@ class ProcessSession:
     ) -> RunResult:
         argv = [
             self.runner.bwrap,
-            "--json-status-fd", str(status_w),
+            "--json-status-fd",
+            str(status_w),
             "--die-with-parent",  # a dead worker leaves no stray user code behind
-            "--unshare-pid",      # and killing bwrap kills the whole sandbox
+            "--unshare-pid",  # and killing bwrap kills the whole sandbox
             "--unshare-ipc",
             "--unshare-uts",
             *(["--unshare-net"] if self.spec.network == "none" else []),
             *user_args,
-            "--tmpfs", "/",
+            "--tmpfs",
+            "/",
             *_system_binds(),
-            "--dev", "/dev",
-            "--proc", "/proc",
-            "--tmpfs", "/tmp",
-            "--dir", "/pfs",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--tmpfs",
+            "/tmp",
+            "--dir",
+            "/pfs",
         ]
         for name, src in datum.inputs.items():
             argv += ["--ro-bind", os.path.abspath(src), f"/pfs/{name}"]
@@ -218,8 +242,13 @@ class ProcessSession:
                     start_new_session=True,  # its own process group, killed as one
                 )
             except OSError as exc:
-                return RunResult(None, b"", b"", time.monotonic() - started,
-                                 error=f"could not run bubblewrap: {exc}")
+                return RunResult(
+                    None,
+                    b"",
+                    b"",
+                    time.monotonic() - started,
+                    error=f"could not run bubblewrap: {exc}",
+                )
             finally:
                 os.close(status_w)  # the child has its copy; EOF comes when it exits
             try:
@@ -236,28 +265,39 @@ class ProcessSession:
         stdout, stderr = read_tail(out_path), read_tail(err_path)
         duration = time.monotonic() - started
         if timed_out:
-            return RunResult(None, stdout, stderr, duration, timed_out=True,
-                             error=f"datum exceeded its timeout of {datum.timeout:g} s "
-                             "and was killed")
+            return RunResult(
+                None,
+                stdout,
+                stderr,
+                duration,
+                timed_out=True,
+                error=f"datum exceeded its timeout of {datum.timeout:g} s and was killed",
+            )
         code = proc.returncode
         if b'"exit-code"' not in status:
             if stderr.startswith(b"bwrap: execvp "):
                 # The command does not exist in the sandbox: a user error, with
                 # a shell's status for it, as the docker runner reports.
                 return RunResult(127, stdout, stderr, duration)
-            return RunResult(None, stdout, stderr, duration,
-                             error="bubblewrap could not build the sandbox: "
-                             + stderr.decode(errors="replace").strip())
+            return RunResult(
+                None,
+                stdout,
+                stderr,
+                duration,
+                error="bubblewrap could not build the sandbox: "
+                + stderr.decode(errors="replace").strip(),
+            )
         if code < 0:
-            return RunResult(None, stdout, stderr, duration,
-                             error=f"user code was killed by signal {-code}")
+            return RunResult(
+                None, stdout, stderr, duration, error=f"user code was killed by signal {-code}"
+            )
         return RunResult(code, stdout, stderr, duration)
 
     def close(self) -> None:
         """Nothing runs between datums; only marks the session closed."""
         self._closed = True
 
-    def __enter__(self) -> ProcessSession:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

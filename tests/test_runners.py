@@ -1,0 +1,431 @@
+"""Contract tests of the step runners, against a real Docker engine and real bubblewrap.
+
+Every runner must pass the tests in ``TestContract``; the docker runner has more
+(container reuse, memory limit, missing image, unreachable engine). A runner
+whose backend is missing is skipped visibly, or fails when ``CI=true``.
+
+    python -m pytest tests/test_runners.py -q -p no:cacheprovider
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+import pytest
+
+from pps.runners import OUTPUT_CAP, DatumRun, Runner, RunnerSpec, RunResult, Session
+from pps.runners.docker import LABEL, SESSION_LABEL, DockerRunner, DockerSession
+from pps.runners.process import ProcessRunner
+
+REPO = Path(__file__).resolve().parent.parent
+BUSYBOX = "tusk/busybox:latest"
+#: Every container these tests create carries tusk.test=<this>, for cleanup.
+TEST_LABEL = "tusk.test"
+RUN_ID = uuid.uuid4().hex[:12]
+
+
+def _unavailable(why: str) -> None:
+    """Skip visibly, or fail when CI must have every backend."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(why)
+    pytest.skip(why)
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="session")
+def docker_runner() -> Iterator[DockerRunner]:
+    runner = DockerRunner(labels={TEST_LABEL: RUN_ID})
+    ok, why = runner.available()
+    if not ok:
+        _unavailable(f"no Docker engine: run deploy/services.sh up ({why})")
+    build = subprocess.run(
+        [str(REPO / "deploy/images/build.sh"), "busybox"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert build.returncode == 0, build.stderr
+    yield runner
+    # Whatever a failing test left behind.
+    client = runner.client()
+    for container in client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={RUN_ID}"}):
+        container.remove(force=True)
+
+
+@pytest.fixture(scope="session")
+def process_runner() -> ProcessRunner:
+    runner = ProcessRunner()
+    ok, why = runner.available()
+    if not ok:
+        _unavailable(f"no usable bubblewrap: {why}")
+    return runner
+
+
+@pytest.fixture(params=["docker", pytest.param("process")])
+def runner(request: pytest.FixtureRequest) -> Runner:
+    if request.param == "docker":
+        request.applymarker(pytest.mark.docker)
+        return request.getfixturevalue("docker_runner")  # type: ignore[no-any-return]
+    return request.getfixturevalue("process_runner")  # type: ignore[no-any-return]
+
+
+StartSession = Callable[..., Session]
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., Session]]:
+    """start(runner, **spec fields) -> a session closed at teardown."""
+    sessions: list[Session] = []
+
+    def _start(runner: Runner, **spec: Any) -> Session:
+        spec.setdefault("image", BUSYBOX)
+        work = tmp_path / f"work{len(sessions)}"
+        work.mkdir()
+        session = runner.start(RunnerSpec(**spec), str(work))
+        sessions.append(session)
+        return session
+
+    yield _start
+    for session in sessions:
+        session.close()
+
+
+class Datums:
+    """Builds DatumRuns with fresh output directories under tmp_path."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.count = 0
+
+    def out(self) -> Path:
+        self.count += 1
+        return self.tmp / f"out{self.count}"
+
+    def __call__(
+        self,
+        *cmd: str,
+        stdin: bytes | None = None,
+        env: dict[str, str] | None = None,
+        inputs: dict[str, Path] | None = None,
+        timeout: float | None = None,
+    ) -> DatumRun:
+        return DatumRun(
+            cmd=cmd,
+            stdin=stdin,
+            env=env or {},
+            inputs={k: str(v) for k, v in (inputs or {}).items()},
+            out_dir=str(self.out()),
+            timeout=timeout,
+        )
+
+
+@pytest.fixture
+def datum(tmp_path: Path) -> Datums:
+    return Datums(tmp_path)
+
+
+def put_files(root: Path, files: dict[str, bytes]) -> Path:
+    """Create ``files`` (relative path -> content) under ``root``; return root."""
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def sh(script: str) -> tuple[str, ...]:
+    return ("sh", "-c", script)
+
+
+def assert_ran(result: RunResult, code: int = 0) -> None:
+    assert result.error == "", result
+    assert result.exit_code == code, result
+
+
+# -------------------------------------------- the contract: every runner
+
+
+class TestContract:
+    def test_argv_is_not_run_through_a_shell(
+        self, runner: Runner, start: StartSession, datum: Datums
+    ) -> None:
+        s = start(runner)
+        r = s.run(datum("echo", "$HOME", "a  b", "*", ";", "`id`"))
+        assert_ran(r)
+        assert r.stdout == b"$HOME a  b * ; `id`\n"
+
+    def test_stdin_is_fed_and_empty_when_none(
+        self, runner: Runner, start: StartSession, datum: Datums
+    ) -> None:
+        s = start(runner)
+        payload = bytes(range(256)) * 1000
+        r = s.run(datum("cat", stdin=payload))
+        assert_ran(r)
+        assert r.stdout == payload
+        r = s.run(datum("cat"))
+        assert_ran(r)
+        assert r.stdout == b""
+
+    def test_env_is_visible(self, runner: Runner, start: StartSession, datum: Datums) -> None:
+        s = start(runner)
+        env = {"PACH_JOB_ID": "j1", "PACH_DATUM_ID": "d 1 'q' $x", "my-repo": "/pfs/my-repo/a"}
+        r = s.run(datum("env", env=env))
+        assert_ran(r)
+        lines = r.stdout.decode().splitlines()
+        for key, value in env.items():
+            assert f"{key}={value}" in lines
+        assert any(line.startswith("PATH=") for line in lines)
+
+    def test_inputs_are_visible_and_read_only(
+        self, runner: Runner, start: StartSession, datum: Datums, tmp_path: Path
+    ) -> None:
+        images = put_files(tmp_path / "images", {"a/1.png": b"one", "b.png": b"two"})
+        labels = put_files(tmp_path / "labels", {"x.txt": b"label"})
+        s = start(runner)
+        r = s.run(
+            datum(
+                *sh("cat /pfs/images/a/1.png /pfs/images/b.png /pfs/labels/x.txt"),
+                inputs={"images": images, "labels": labels},
+            )
+        )
+        assert_ran(r)
+        assert r.stdout == b"onetwolabel"
+        for attempt in (
+            "echo x > /pfs/images/b.png",
+            "touch /pfs/images/new",
+            "rm /pfs/labels/x.txt",
+            "mkdir /pfs/images/d",
+            "touch /pfs/new",
+        ):
+            r = s.run(datum(*sh(attempt), inputs={"images": images, "labels": labels}))
+            assert r.exit_code not in (0, None), (attempt, r)
+            assert b"Read-only file system" in r.stderr, (attempt, r)
+        assert (images / "b.png").read_bytes() == b"two"
+        assert sorted(p.name for p in images.iterdir()) == ["a", "b.png"]
+        assert (labels / "x.txt").read_bytes() == b"label"
+
+    def test_inputs_do_not_outlive_their_datum(
+        self, runner: Runner, start: StartSession, datum: Datums, tmp_path: Path
+    ) -> None:
+        data = put_files(tmp_path / "data", {"f": b"1"})
+        s = start(runner)
+        assert_ran(s.run(datum("cat", "/pfs/data/f", inputs={"data": data})))
+        r = s.run(datum("ls", "/pfs/data"))
+        assert r.exit_code != 0
+        assert (data / "f").read_bytes() == b"1"
+
+    def test_output_is_collected_on_the_host(
+        self, runner: Runner, start: StartSession, datum: Datums
+    ) -> None:
+        s = start(runner)
+        d = datum(*sh("mkdir -p /pfs/out/dir && echo hi > /pfs/out/dir/f && echo top > /pfs/out/t"))
+        assert_ran(s.run(d))
+        out = Path(d.out_dir)
+        assert (out / "dir/f").read_bytes() == b"hi\n"
+        assert (out / "t").read_bytes() == b"top\n"
+        # The next datum starts with an empty /pfs/out, and its output goes to its own dir.
+        d2 = datum(*sh("ls -A /pfs/out; echo 2 > /pfs/out/second"))
+        r = s.run(d2)
+        assert_ran(r)
+        assert r.stdout == b""
+        assert sorted(os.listdir(d2.out_dir)) == ["second"]
+        assert sorted(os.listdir(out)) == ["dir", "t"]
+
+    def test_exit_codes_and_captured_streams(
+        self, runner: Runner, start: StartSession, datum: Datums
+    ) -> None:
+        s = start(runner)
+        r = s.run(datum(*sh("echo out; echo err >&2; exit 3")))
+        assert_ran(r, 3)
+        assert (r.stdout, r.stderr) == (b"out\n", b"err\n")
+        assert_ran(s.run(datum("true")), 0)
+        assert_ran(s.run(datum(*sh("exit 255"))), 255)
+
+    def test_missing_command_exits_127(
+        self, runner: Runner, start: StartSession, datum: Datums
+    ) -> None:
+        r = start(runner).run(datum("/no/such/command"))
+        assert_ran(r, 127)
+        assert r.stderr
+
+    def test_output_keeps_the_tail_beyond_the_cap(
+        self, runner: Runner, start: StartSession, datum: Datums
+    ) -> None:
+        r = start(runner).run(datum(*sh(f"head -c {OUTPUT_CAP + 5000} /dev/zero; echo END")))
+        assert_ran(r)
+        assert len(r.stdout) == OUTPUT_CAP
+        assert r.stdout.endswith(b"\0END\n")
+
+    def test_timeout_kills_the_datum_and_the_session_goes_on(
+        self, runner: Runner, start: StartSession, datum: Datums
+    ) -> None:
+        s = start(runner)
+        r = s.run(datum(*sh("echo started; sleep 30 & sleep 30"), timeout=0.5))
+        assert r.timed_out and r.exit_code is None
+        assert "timeout" in r.error
+        assert r.duration < 15
+        assert_ran(s.run(datum("echo", "next")))
+
+    def test_working_dir_and_user(self, runner: Runner, start: StartSession, datum: Datums) -> None:
+        s = start(runner, working_dir="/work", user="65534")
+        r = s.run(datum(*sh("pwd; id -u; echo x > /pfs/out/by-nobody")))
+        assert_ran(r)
+        assert r.stdout.decode().split() == ["/work", "65534"]
+
+    def test_bad_input_name_is_a_caller_error(
+        self, runner: Runner, start: StartSession, datum: Datums, tmp_path: Path
+    ) -> None:
+        s = start(runner)
+        for name in ("out", "a/b", ""):
+            with pytest.raises(ValueError):
+                s.run(datum("true", inputs={name: tmp_path}))
+
+
+# ------------------------------------------------------------ docker only
+
+
+def containers(runner: DockerRunner, session: DockerSession | None = None) -> list[Any]:
+    label = f"{SESSION_LABEL}={session.session_id}" if session else f"{LABEL}=1"
+    found: list[Any] = runner.client().containers.list(all=True, filters={"label": [label]})
+    return found
+
+
+@pytest.mark.docker
+class TestDocker:
+    def test_one_container_serves_every_datum(
+        self, docker_runner: DockerRunner, start: StartSession, datum: Datums
+    ) -> None:
+        s = start(docker_runner)
+        assert isinstance(s, DockerSession)
+        assert_ran(s.run(datum(*sh("echo marker > /tmp/marker"))))
+        first = s.container_id
+        r = s.run(datum("cat", "/tmp/marker"))
+        assert_ran(r)
+        assert r.stdout == b"marker\n"
+        assert s.container_id == first
+        assert len(containers(docker_runner, s)) == 1
+        c = containers(docker_runner, s)[0]
+        assert c.labels[LABEL] == "1"
+        assert c.attrs["HostConfig"]["NetworkMode"] == "none"
+        assert c.attrs["HostConfig"]["Init"] is True
+
+    def test_close_removes_the_container(
+        self, docker_runner: DockerRunner, start: StartSession, datum: Datums
+    ) -> None:
+        s = start(docker_runner)
+        assert isinstance(s, DockerSession)
+        assert len(containers(docker_runner, s)) == 1
+        s.close()
+        assert containers(docker_runner, s) == []
+        s.close()  # idempotent
+
+    def test_missing_image_says_how_to_build_it(
+        self, docker_runner: DockerRunner, start: StartSession, datum: Datums
+    ) -> None:
+        s = start(docker_runner, image="tusk/nope:1")
+        r = s.run(datum("true"))
+        assert r.exit_code is None
+        assert "tusk/nope:1 not found" in r.error
+        assert "deploy/images/build.sh" in r.error
+
+    def test_image_without_sh_is_explained(
+        self, docker_runner: DockerRunner, start: StartSession, datum: Datums, tmp_path: Path
+    ) -> None:
+        name = f"tusk/test-nosh:{RUN_ID}"
+        (tmp_path / "root/etc").mkdir(parents=True)
+        subprocess.run(
+            f"tar -C {tmp_path}/root -c . | docker import - {name}",
+            shell=True,
+            check=True,
+            capture_output=True,
+        )
+        try:
+            r = start(docker_runner, image=name).run(datum("true"))
+            assert r.exit_code is None
+            assert "/bin/sh" in r.error
+        finally:
+            docker_runner.client().images.remove(name, force=True)
+
+    def test_memory_limit_kills_the_datum_and_the_next_one_runs(
+        self, docker_runner: DockerRunner, start: StartSession, datum: Datums
+    ) -> None:
+        s = start(docker_runner, memory_bytes=32 << 20)
+        # The shell keeps the whole 200 MB string in memory.
+        r = s.run(datum(*sh("x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}")))
+        assert r.oom_killed, r
+        assert r.exit_code is None
+        assert "memory limit (32 MiB)" in r.error
+        assert_ran(s.run(datum("echo", "fine")))
+
+    def test_container_death_mid_datum_is_reported_and_repaired(
+        self, docker_runner: DockerRunner, start: StartSession, datum: Datums
+    ) -> None:
+        s = start(docker_runner)
+        assert isinstance(s, DockerSession)
+        first = s.container_id
+        # The datum's parent is the agent: killing it ends the container.
+        r = s.run(datum(*sh("kill -9 $PPID; sleep 5")))
+        assert r.exit_code is None
+        assert "died during the datum" in r.error
+        r = s.run(datum("echo", "again"))
+        assert_ran(r)
+        assert s.container_id != first
+        assert len(containers(docker_runner, s)) == 1
+
+    def test_unreachable_engine_is_explained(self, tmp_path: Path, datum: Datums) -> None:
+        runner = DockerRunner(base_url=f"unix://{tmp_path}/no-docker.sock")
+        ok, why = runner.available()
+        assert not ok
+        assert "Docker engine unreachable at unix://" in why
+        s = runner.start(RunnerSpec(BUSYBOX), str(tmp_path / "w"))
+        r = s.run(datum("true"))
+        s.close()
+        assert r.exit_code is None
+        assert "Docker engine unreachable" in r.error
+        assert "deploy/services.sh up" in r.error
+
+    def test_python_image_runs_python(
+        self, docker_runner: DockerRunner, start: StartSession, datum: Datums, tmp_path: Path
+    ) -> None:
+        try:
+            docker_runner.client().images.get("tusk/python:3.11")
+        except docker.errors.ImageNotFound:
+            pytest.skip("tusk/python:3.11 not built: deploy/images/build.sh python")
+        data = put_files(tmp_path / "nums", {"n.txt": b"1 2 3"})
+        s = start(docker_runner, image="tusk/python:3.11")
+        code = (
+            "import os; n = sum(map(int, open('/pfs/nums/n.txt').read().split())); "
+            "open('/pfs/out/sum', 'w').write(str(n)); print(os.environ['PACH_DATUM_ID'])"
+        )
+        d = datum("python3", "-c", code, env={"PACH_DATUM_ID": "abc"}, inputs={"nums": data})
+        r = s.run(d)
+        assert_ran(r)
+        assert r.stdout == b"abc\n"
+        assert (Path(d.out_dir) / "sum").read_text() == "6"
+
+
+# ----------------------------------------------------------- process only
+
+
+def test_process_runner_says_the_image_is_ignored(
+    process_runner: ProcessRunner, tmp_path: Path
+) -> None:
+    s = process_runner.start(RunnerSpec(BUSYBOX, memory_bytes=1 << 20), str(tmp_path))
+    assert any("ignored" in w for w in s.warnings)
+    assert any("not enforced" in w for w in s.warnings)
+
+
+def test_process_runner_without_bwrap_explains(tmp_path: Path, datum: Datums) -> None:
+    runner = ProcessRunner(bwrap=str(tmp_path / "no-bwrap"))
+    ok, why = runner.available()
+    assert not ok and "apt-get install -y bubblewrap" in why
+    r = runner.start(RunnerSpec(BUSYBOX), str(tmp_path)).run(datum("true"))
+    assert r.exit_code is None and "bubblewrap" in r.error
