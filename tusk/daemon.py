@@ -1,0 +1,123 @@
+"""``tusk daemon`` and ``tusk worker``: the server processes.
+
+``tusk daemon`` runs in the foreground, serving the whole gRPC API (PFS now, PPS
+later through :data:`EXTRA_SERVICES`) over the stores named by ``--metadata`` and
+``--storage`` (embedded defaults under ``--data-dir``). SIGTERM and SIGINT stop it
+gracefully: in-flight calls get a few seconds to finish; an upload that does not
+finish is aborted, so nothing partial becomes visible.
+
+Only this module (and the CLI) read the environment: ``TUSK_DATA_DIR``,
+``TUSK_METADATA``, ``TUSK_STORAGE`` override the defaults, flags override both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from pfs import errors
+
+if TYPE_CHECKING:
+    import grpc
+
+    from pfs.api import PFS
+
+DEFAULT_ADDRESS = "127.0.0.1:1650"
+DEFAULT_DATA_DIR = "~/.tusk"
+#: Seconds in-flight calls get to finish after SIGTERM/SIGINT.
+SHUTDOWN_GRACE = 5.0
+
+#: Hooks adding further services to the daemon's server, given the PFS it built
+#: (the PPS service registers here): ``hook(pfs) -> registrar(server)``.
+EXTRA_SERVICES: list[Callable[[PFS], Callable[[grpc.Server], None]]] = []
+
+log = logging.getLogger("tusk.daemon")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tusk", description="tusk server processes")
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("daemon", help="serve the tusk API (foreground)")
+    d.add_argument("--data-dir", default=os.environ.get("TUSK_DATA_DIR", DEFAULT_DATA_DIR),
+                   help="where embedded stores live (default: $TUSK_DATA_DIR or ~/.tusk)")
+    d.add_argument("--address", default=DEFAULT_ADDRESS,
+                   help=f"host:port to listen on (default: {DEFAULT_ADDRESS})")
+    d.add_argument("--metadata", default=os.environ.get("TUSK_METADATA"),
+                   help="metadata store URL, e.g. etcd://127.0.0.1:2379 "
+                        "(default: $TUSK_METADATA or SQLite at DATA_DIR/meta.db)")
+    d.add_argument("--storage", default=os.environ.get("TUSK_STORAGE"),
+                   help="object store URL, e.g. s3://bucket (default: $TUSK_STORAGE "
+                        "or the directory DATA_DIR/objects)")
+    d.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    sub.add_parser("worker", help="run datums for pipelines (not implemented yet)")
+    return p
+
+
+def _describe(store: object, fallback: str) -> str:
+    describe = getattr(store, "describe", None)
+    return str(describe()) if callable(describe) else fallback
+
+
+def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str | None) -> int:
+    """Serve until SIGTERM/SIGINT; returns the process exit code."""
+    from pfs.api import open_pfs
+    from tusk.server import AddressInUse, serve
+
+    data_dir = os.path.expanduser(data_dir)
+    try:
+        pfs = open_pfs(data_dir, metadata_url=metadata, storage_url=storage)
+    except errors.TuskError as exc:
+        print(f"tusk daemon: {exc}", file=sys.stderr)
+        return 1
+    try:
+        server, port = serve(pfs, address, registrars=[hook(pfs) for hook in EXTRA_SERVICES])
+    except AddressInUse as exc:
+        print(f"tusk daemon: {exc}", file=sys.stderr)
+        return 1
+    host = address.rsplit(":", 1)[0]
+    meta_desc = _describe(pfs.meta, metadata or os.path.join(data_dir, "meta.db"))
+    storage_desc = storage or os.path.join(data_dir, "objects")
+    print(f"tusk daemon listening on {host}:{port} "
+          f"(metadata: {meta_desc}, storage: {storage_desc})", file=sys.stderr, flush=True)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        # A timed wait keeps the main thread responsive to signals.
+        while not stop.wait(1.0):
+            pass
+        log.info("stopping (up to %.0f s for in-flight calls)", SHUTDOWN_GRACE)
+        server.stop(SHUTDOWN_GRACE).wait()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        close = getattr(pfs.meta, "close", None)
+        if callable(close):
+            close()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """Entry point for ``tusk daemon ...`` and ``tusk worker ...`` (argv[0] is the verb)."""
+    args = _parser().parse_args(argv)
+    if args.command == "worker":
+        print("tusk worker: not implemented yet", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run_daemon(args.data_dir, args.address, args.metadata, args.storage)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
