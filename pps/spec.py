@@ -520,7 +520,8 @@ def _load_documents(text: str) -> list[Any]:
                 obj, pos = decoder.raw_decode(stripped, pos)
             except json.JSONDecodeError as e:
                 raise InvalidSpec(
-                    "", f"cannot parse pipeline spec as JSON: {e.msg} (line {e.lineno} column {e.colno})"
+                    "",
+                    f"cannot parse pipeline spec as JSON: {e.msg} (line {e.lineno} column {e.colno})",
                 ) from e
             docs.extend(obj if isinstance(obj, list) else [obj])
     else:
@@ -552,7 +553,7 @@ def spec_from_dict(raw: Any) -> PipelineSpec:
 
     if "pipeline" not in d:
         raise InvalidSpec("pipeline.name", 'missing required field "pipeline.name"')
-    pd = _obj(d["pipeline"], "pipeline", "an object like {\"name\": \"edges\"}")
+    pd = _obj(d["pipeline"], "pipeline", 'an object like {"name": "edges"}')
     _check_fields(pd, "pipeline", ("name", "project"), ())
     if "name" not in pd or pd["name"] in ("", None):
         raise InvalidSpec("pipeline.name", 'missing required field "pipeline.name"')
@@ -662,13 +663,17 @@ def _input(raw: Any, path: str, pipeline: PipelineRef) -> Input:
         return Input(cron=_cron(d["cron"], f"{path}.cron", pipeline))
     items = d[kind]
     if not isinstance(items, list):
-        raise InvalidSpec(f"{path}.{kind}", f'"{path}.{kind}" must be a list of inputs, got {_show(items)}')
+        raise InvalidSpec(
+            f"{path}.{kind}", f'"{path}.{kind}" must be a list of inputs, got {_show(items)}'
+        )
     children = tuple(_input(c, f"{path}.{kind}[{i}]", pipeline) for i, c in enumerate(items))
     if kind == "join":
         for i, c in enumerate(children):
             cpath = f"{path}.join[{i}]"
             if c.pfs is None:
-                raise InvalidSpec(cpath, f'"{cpath}" must be a pfs input: a join combines pfs inputs only')
+                raise InvalidSpec(
+                    cpath, f'"{cpath}" must be a pfs input: a join combines pfs inputs only'
+                )
             if not c.pfs.join_on:
                 raise InvalidSpec(
                     f"{cpath}.pfs.join_on",
@@ -685,11 +690,14 @@ def _input(raw: Any, path: str, pipeline: PipelineRef) -> Input:
                 if missing:
                     jpath = f"{cpath}.join[{missing[0]}].pfs.group_by"
                     raise InvalidSpec(
-                        jpath, f'"{jpath}" is required in a group (e.g. "$1", a capture group of the glob)'
+                        jpath,
+                        f'"{jpath}" is required in a group (e.g. "$1", a capture group of the glob)',
                     )
                 continue
             if c.pfs is None:
-                raise InvalidSpec(cpath, f'"{cpath}" must be a pfs or join input: a group combines those only')
+                raise InvalidSpec(
+                    cpath, f'"{cpath}" must be a pfs or join input: a group combines those only'
+                )
             if not c.pfs.group_by:
                 raise InvalidSpec(
                     f"{cpath}.pfs.group_by",
@@ -762,7 +770,9 @@ def _cron(raw: Any, path: str, pipeline: PipelineRef) -> CronInput:
         raise InvalidSpec(f"{path}.name", f'missing required field "{path}.name"')
     name = _name(c["name"], f"{path}.name")
     if not c.get("spec"):
-        raise InvalidSpec(f"{path}.spec", f'missing required field "{path}.spec" (e.g. "@every 1m")')
+        raise InvalidSpec(
+            f"{path}.spec", f'missing required field "{path}.spec" (e.g. "@every 1m")'
+        )
     spec = _str(c["spec"], f"{path}.spec")
     _check_cron(spec, f"{path}.spec")
     start = c.get("start") or ""
@@ -782,7 +792,7 @@ def _cron(raw: Any, path: str, pipeline: PipelineRef) -> CronInput:
 def _check_cron(spec: str, path: str) -> None:
     if spec.startswith("@every "):
         try:
-            if parse_duration(spec[len("@every "):]) > 0:
+            if parse_duration(spec[len("@every ") :]) > 0:
                 return
         except ValueError:
             pass
@@ -793,7 +803,8 @@ def _check_cron(spec: str, path: str) -> None:
         return
     if not croniter.is_valid(spec):
         raise InvalidSpec(
-            path, f'"{path}" must be a cron schedule like "*/5 * * * *" or "@daily", got {_show(spec)}'
+            path,
+            f'"{path}" must be a cron schedule like "*/5 * * * *" or "@daily", got {_show(spec)}',
         )
 
 
@@ -836,7 +847,8 @@ def _resources(raw: Any, path: str) -> ResourceSpec | None:
             cpu = parse_cpu(r["cpu"])
         except (ValueError, TypeError):
             raise InvalidSpec(
-                f"{path}.cpu", f'"{path}.cpu" must be a number of cores like 0.5 or "500m", got {_show(r["cpu"])}'
+                f"{path}.cpu",
+                f'"{path}.cpu" must be a number of cores like 0.5 or "500m", got {_show(r["cpu"])}',
             ) from None
     for key in ("memory", "disk"):
         if r.get(key) not in (None, ""):
@@ -962,7 +974,9 @@ def _name(value: Any, path: str) -> str:
             "underscores, and dashes are allowed",
         )
     if not name[0].isalnum():
-        raise InvalidSpec(path, f'"{path}": name ({name}) invalid: must start with a letter or digit')
+        raise InvalidSpec(
+            path, f'"{path}": name ({name}) invalid: must start with a letter or digit'
+        )
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidSpec(
             path,

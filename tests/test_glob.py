@@ -169,7 +169,22 @@ def test_may_match_under(pattern: str, dir_path: str, expected: bool) -> None:
 
 # --- property: pruning never hides a match -------------------------------------------
 
-TOKENS = ["a", "b", "ab", "*", "?", "**", "/", "[ab]", "[!a]", "{a,b}", "{a,b/a}", "(a*)", "(*|b)", "!(a)"]
+TOKENS = [
+    "a",
+    "b",
+    "ab",
+    "*",
+    "?",
+    "**",
+    "/",
+    "[ab]",
+    "[!a]",
+    "{a,b}",
+    "{a,b/a}",
+    "(a*)",
+    "(*|b)",
+    "!(a)",
+]
 COMPONENT = st.sampled_from(["a", "b", "ab", "ba", "aa", "b.a"])
 
 

@@ -189,7 +189,9 @@ def test_missing_required_fields() -> None:
     assert invalid(spec(input={"pfs": {"glob": "/*"}})).path == "input.pfs.repo"
 
 
-@pytest.mark.parametrize("name", ["/repo", "lenny.123", "lenny:", "lenny,", "lenny#", "-lead", "x" * 64])
+@pytest.mark.parametrize(
+    "name", ["/repo", "lenny.123", "lenny:", "lenny,", "lenny#", "-lead", "x" * 64]
+)
 def test_invalid_pipeline_names(name: str) -> None:
     e = invalid(spec(pipeline={"name": name}))
     assert e.path == "pipeline.name"
@@ -217,7 +219,12 @@ def test_input_node_must_have_exactly_one_kind() -> None:
     e = invalid(spec(input={}))
     assert "exactly one of pfs, cross, union, join, group, cron; got none" in str(e)
     e = invalid(
-        spec(input={"pfs": {"repo": "a", "glob": "/"}, "cross": [{"pfs": {"repo": "b", "glob": "/"}}]})
+        spec(
+            input={
+                "pfs": {"repo": "a", "glob": "/"},
+                "cross": [{"pfs": {"repo": "b", "glob": "/"}}],
+            }
+        )
     )
     assert "got pfs and cross" in str(e)
     nested = spec(input={"cross": [{"pfs": {"repo": "a", "glob": "/"}}, {}]})
