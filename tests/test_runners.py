@@ -280,6 +280,25 @@ class TestContract:
         assert_ran(r)
         assert r.stdout.decode().split() == ["/work", "65534"]
 
+    def test_output_dir_must_be_empty(
+        self, runner: Runner, start: StartSession, datum: Datums
+    ) -> None:
+        s = start(runner)
+        d = datum(*sh("echo new > /pfs/out/new"))
+        put_files(Path(d.out_dir), {"old": b"old"})
+        r = s.run(d)
+        assert r.exit_code is None and "not empty" in r.error
+        assert sorted(os.listdir(d.out_dir)) == ["old"]
+        r = s.run(datum("ls", "-A", "/pfs/out"))
+        assert_ran(r)
+        assert r.stdout == b""
+
+    def test_missing_input_dir_is_reported(
+        self, runner: Runner, start: StartSession, datum: Datums, tmp_path: Path
+    ) -> None:
+        r = start(runner).run(datum("true", inputs={"data": tmp_path / "nope"}))
+        assert r.exit_code is None and "nope" in r.error
+
     def test_bad_input_name_is_a_caller_error(
         self, runner: Runner, start: StartSession, datum: Datums, tmp_path: Path
     ) -> None:

@@ -34,6 +34,7 @@ Contract shared by every runner (and pinned by ``tests/test_runners.py``):
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -120,6 +121,22 @@ class DatumRun:
                 raise ValueError(f"environment variable name {key!r} is not valid")
         if self.timeout is not None and self.timeout <= 0:
             raise ValueError(f"timeout must be positive, not {self.timeout}")
+
+    def out_dir_problem(self) -> str:
+        """Why :attr:`out_dir` cannot receive this datum's output ("" if it can).
+
+        Checked by each runner before it runs anything: output merged into a
+        non-empty directory could not be told apart from what was there.
+        """
+        try:
+            with os.scandir(self.out_dir) as it:
+                if next(it, None) is not None:
+                    return f"output directory {self.out_dir} is not empty"
+        except FileNotFoundError:
+            return ""
+        except NotADirectoryError:
+            return f"output directory {self.out_dir} is not a directory"
+        return ""
 
 
 @dataclass(frozen=True)

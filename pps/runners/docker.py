@@ -30,6 +30,7 @@ possible, by discarding the container.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import re
@@ -222,15 +223,26 @@ class DockerSession:
         if self._closed:
             raise RuntimeError("session is closed")
         started = time.monotonic()
+        problem = datum.out_dir_problem()
+        if problem:
+            return RunResult(None, b"", b"", time.monotonic() - started, error=problem)
         if self._container is None:
             try:
                 self._start_container()
             except _Failure as exc:
                 return RunResult(None, b"", b"", time.monotonic() - started, error=str(exc))
         try:
-            return self._run_staged(datum, started)
+            result = self._run_staged(datum, started)
         finally:
-            self._unstage(datum)
+            try:
+                self._unstage(datum)
+            except OSError as exc:
+                unstage_error = f"could not collect the datum's output into {datum.out_dir}: {exc}"
+            else:
+                unstage_error = ""
+        if unstage_error:
+            return dataclasses.replace(result, exit_code=None, error=unstage_error)
+        return result
 
     def close(self) -> None:
         """Remove the container and the session's files. Idempotent."""

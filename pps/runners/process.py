@@ -161,6 +161,9 @@ class ProcessSession:
             user_args = _user_args(self.spec.user)
         except ValueError as exc:
             return RunResult(None, b"", b"", time.monotonic() - started, error=str(exc))
+        problem = datum.out_dir_problem()
+        if problem:
+            return RunResult(None, b"", b"", time.monotonic() - started, error=problem)
         missing = [src for src in datum.inputs.values() if not os.path.isdir(src)]
         if missing:
             return RunResult(
