@@ -33,12 +33,16 @@ A directory is the sequence of its entries cut into pages by a content-defined r
 an entry *ends* a page when ``blake3(b"\\x00" + name)`` has its low
 :data:`BOUNDARY_BITS` bits zero (about 512 entries per page). If there are several
 pages, their summaries are cut into index nodes the same way, one level up, with the
-level number as the hash prefix, and so on until one node remains: that node is the
-directory's top node (a leaf for a directory of one page). Index nodes additionally
-never end after their first item, so each level has at most half as many nodes as
-the one below and the height is bounded even on unlucky names. Page boundaries
-depend only on names, which is what makes the structure -- and so every hash -- a
-pure function of the set of files.
+level number as the hash prefix, except that an index node never ends before it
+holds :data:`INDEX_MIN_ITEMS` (512) items; this goes on until one node remains: that
+node is the directory's top node (a leaf for a directory of one page). The minimum
+makes index nodes wide (512 to ~1500 page summaries, ~50-130 KB): a directory of up
+to ~260,000 entries has a single index node above its pages, so its first entry is
+two reads away, and one of ~1,000,000 entries gets one more level; it also
+guarantees that every level has fewer nodes than the one below. Where a node ends
+depends only on the items since the node's start, and page boundaries only on
+names, which is what makes the structure -- and so every hash -- a pure function of
+the set of files.
 
 Hashes (never including refs, which depend on the store):
 
@@ -86,6 +90,7 @@ __all__ = [
     "EMPTY_HASH",
     "FORMAT_VERSION",
     "FileEntry",
+    "INDEX_MIN_ITEMS",
     "INLINE_CHUNKS",
     "Matcher",
     "MemoryNodeStore",
@@ -115,9 +120,13 @@ INLINE_CHUNKS = 32
 BOUNDARY_BITS = 9
 """An entry ends a page when this many low bits of its name hash are zero (~512/page)."""
 
-# Tests lower this to get many small pages from few entries; changing it changes the
-# format (every hash), so production code never touches it.
+INDEX_MIN_ITEMS = 512
+"""An index node never ends before holding this many items (see the module docstring)."""
+
+# Tests lower these to get many small pages and index levels from few entries;
+# changing them changes the format (every hash), so production code never does.
 _BOUNDARY_MASK = (1 << BOUNDARY_BITS) - 1
+_INDEX_MIN = INDEX_MIN_ITEMS
 
 _NODE_LEAF = 0
 _NODE_INDEX = 1
@@ -394,15 +403,11 @@ def _chunk_ref_tuple(c: ChunkRef) -> ChunkRef:
 
 
 class _Level:
-    __slots__ = ("pending", "held", "count")
+    __slots__ = ("pending", "count")
 
     def __init__(self) -> None:
-        self.pending: list[Any] = []
-        # The first node closed at this level is held back until a second one
-        # closes: a directory whose level has a single node has that node as its top,
-        # and writing a one-item index node above it would be wasted.
-        self.held: Summary | None = None
-        self.count = 0
+        self.pending: list[Any] = []  # items of the node being filled
+        self.count = 0  # nodes closed at this level (written or reused)
 
 
 class _DirBuilder:
@@ -432,7 +437,7 @@ class _DirBuilder:
     def _add_item(self, level: int, item: Summary) -> None:
         lvl = self._level(level)
         lvl.pending.append(item)
-        if len(lvl.pending) >= 2 and _is_boundary(level, item[_FIRST]):
+        if len(lvl.pending) >= _INDEX_MIN and _is_boundary(level, item[_FIRST]):
             self._write(level)
 
     def _write(self, level: int) -> None:
@@ -459,16 +464,22 @@ class _DirBuilder:
         self.close_node(level, summary)
 
     def close_node(self, level: int, summary: Summary) -> None:
-        """Record a finished node of ``level`` (written, or reused from the old tree)."""
-        lvl = self._level(level)
-        lvl.count += 1
-        if lvl.count == 1:
-            lvl.held = summary
-            return
-        if lvl.held is not None:
-            held, lvl.held = lvl.held, None
-            self._add_item(level + 1, held)
+        """Record a finished node of ``level`` (written, or reused from the old tree).
+
+        The node goes straight up as an item of ``level + 1``. That never writes a
+        useless one-item index node: index nodes only end early after two items, and
+        :meth:`finish` takes a lone item as the top instead of writing its parent.
+        """
+        self._level(level).count += 1
         self._add_item(level + 1, summary)
+
+    def _nothing_above(self, level: int) -> bool:
+        """True if every item is in the pending list of ``level`` or below."""
+        return all(
+            lvl.count == 0 and (i <= level or not lvl.pending)
+            for i, lvl in enumerate(self._levels)
+            if i >= level
+        )
 
     def finish(self) -> Summary | None:
         """Flush every level; return the directory's top node summary (None if empty)."""
@@ -477,11 +488,23 @@ class _DirBuilder:
             lvl = self._level(level)
             if lvl.pending:
                 self._write(level)
-            if lvl.count == 0:
-                return None
-            if lvl.count == 1:
-                return lvl.held
+            # Everything is now in nodes closed at `level` or above.
+            up = self._level(level + 1)
+            if self._nothing_above(level + 1):
+                if not up.pending:
+                    return None
+                if len(up.pending) == 1:
+                    return self._lone_top(up.pending[0])
             level += 1
+
+    def _lone_top(self, top: Summary) -> Summary:
+        # A reused tail index node can hold a single item; when it ends up as the top,
+        # a fresh build would have stopped one level lower, so step down into it.
+        while True:
+            node = _load(self._store, top[_REF])
+            if node[1] != _NODE_INDEX or len(node[3]) != 1:
+                return top
+            top = node[3][0]
 
 
 # --- applying changes -----------------------------------------------------------
@@ -493,6 +516,7 @@ class _Changes:
     def __init__(self, changes: Iterable[Change]) -> None:
         self._it = iter(changes)
         self._last_key: str | None = None
+        self._last_path = ""
         self.head: Change | None = None
         self.path = ""  # normalised path of head
         self.pop()
@@ -509,9 +533,11 @@ class _Changes:
         key = sort_key(path)
         if self._last_key is not None and key < self._last_key:
             raise ValueError(
-                f"changes must be sorted by sort_key(path): {path!r} came after a later path"
+                f"changes must be sorted by sort_key(path): {path!r} came after "
+                f"{self._last_path!r}; sort them (stably) with pfs.tree.sort_key"
             )
         self._last_key = key
+        self._last_path = path
         self.head = nxt
         self.path = path
 
