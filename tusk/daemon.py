@@ -16,6 +16,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -65,12 +66,38 @@ def _describe(store: object, fallback: str) -> str:
     return str(describe()) if callable(describe) else fallback
 
 
+def _bindable(address: str) -> bool:
+    """Whether ``address`` can be bound now.
+
+    Checked before gRPC binds because gRPC core reports a failed bind with its
+    own multi-line log on stderr; this keeps the daemon's answer to one line.
+    SO_REUSEADDR matches gRPC's own socket setup (TIME_WAIT ports are fine).
+    """
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except (OSError, ValueError):
+        return False
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(sockaddr)
+            except OSError:
+                return False
+    return True
+
+
 def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str | None) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit code."""
     from pfs.api import open_pfs
     from tusk.server import AddressInUse, serve
 
     data_dir = os.path.expanduser(data_dir)
+    if not _bindable(address):
+        print(f"tusk daemon: {AddressInUse(address)}", file=sys.stderr)
+        return 1
     try:
         pfs = open_pfs(data_dir, metadata_url=metadata, storage_url=storage)
     except errors.TuskError as exc:
