@@ -6,10 +6,11 @@ bucket create), through the ``minio`` SDK, so every S3-compatible server works.
 Failure behaviour, chosen so that a dead server is reported in seconds instead
 of the SDK's defaults (5-minute timeouts, 5 retries):
 
-* connect timeout 3 s, read timeout 30 s (per socket read, not per request:
-  a 16 MiB transfer may take longer in total), 2 retries with short backoff
-  for connection errors and 5xx answers; a refused connection fails in well
-  under a second.
+* connect timeout 3 s; read timeout 10 s per socket read (not per request,
+  so a slow 16 MiB transfer is fine, but a hung server is noticed); up to 2
+  retries with short backoff for connection errors and 5xx answers, at most
+  1 after a read error. A refused connection fails in about 0.4 s, a hung
+  (stopped) server in about 20 s.
 * Connection and protocol failures (including a truncated body) raise
   :class:`pfs.errors.Unavailable`; a missing key raises
   :class:`pfs.errors.ObjectNotFound`. A range read never returns a silently
@@ -101,12 +102,13 @@ class S3ObjectStore:
         self._where = f"{'https' if secure else 'http'}://{endpoint}/{bucket}"
         key, secret, token = _credentials(access_key, secret_key)
         http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=3.0, read=30.0),
+            timeout=urllib3.Timeout(connect=3.0, read=10.0),
             # Enough connections for the callers' upload/download thread pools;
             # block=False opens extra ones instead of waiting for a free slot.
             maxsize=32,
             retries=urllib3.Retry(
                 total=2,
+                read=1,
                 backoff_factor=0.2,
                 status_forcelist=[500, 502, 503, 504],
                 respect_retry_after_header=False,
