@@ -202,3 +202,32 @@ def test_may_match_under_never_prunes_a_match(tokens: list[str], paths: list[lis
         for depth in range(len(comps)):
             ancestor = "/" + "/".join(comps[:depth])
             assert g.may_match_under(ancestor), (g.pattern, path, ancestor)
+
+
+# --- extglob, as documented by ohmyglob (Pachyderm's glob library) ----------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "cases"),
+    [
+        ("@(a)", {"": False, "a": True, "aa": False}),
+        ("*(a)", {"": True, "a": True, "aa": True, "aaX": False}),
+        ("+(a)", {"": False, "a": True, "aa": True}),
+        ("?(a)", {"": True, "a": True, "aa": False}),
+        ("!(a)", {"": True, "a": False, "aa": True, "bbb": True}),
+    ],
+)
+def test_extglob_operators(pattern: str, cases: dict[str, bool]) -> None:
+    g = compile_glob("/x" + pattern)
+    for text, expected in cases.items():
+        assert (g.match("/x" + text) is not None) is expected, (pattern, text)
+
+
+def test_extglob_captures_whole_repetition() -> None:
+    assert compile_glob("test/a*(a|b)/*(*).go").match("/test/aaaa/x.go") == ("aaa", "x")
+
+
+def test_repeated_star_does_not_backtrack_exponentially() -> None:
+    # Nested quantifiers would take minutes here; pytest-timeout catches a regression.
+    assert compile_glob("/*(*).go").match("/" + "a" * 200 + ".gx") is None
+    assert compile_glob("/+(**).go").match("/" + "a/" * 100 + "x.gx") is None
