@@ -45,6 +45,16 @@ elapsed() { awk -v s="$1" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }'
 
 exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
+# import NAME MESSAGE DIR: load DIR as image NAME, dropping the image it replaces
+# (a forced rebuild would otherwise leave an untagged copy behind each time).
+import_dir() {
+    old=$(docker image inspect --format '{{.Id}}' "$1" 2>/dev/null || true)
+    tar -C "$3" -c . | docker import -c "$PATH_ENV" -m "$2" - "$1" >/dev/null
+    if [ -n "$old" ] && [ "$old" != "$(docker image inspect --format '{{.Id}}' "$1")" ]; then
+        docker image rm "$old" >/dev/null 2>&1 || true  # still used by a container: keep it
+    fi
+}
+
 # skip NAME: true (and says so) when NAME is present and --force was not given.
 skip() {
     if [ "$FORCE" = 0 ] && exists "$1"; then
@@ -77,7 +87,7 @@ build_busybox() {
     cp "$bb" "$dir/bin/busybox"
     chroot "$dir" /bin/busybox --install -s /bin
     write_accounts "$dir"
-    tar -C "$dir" -c . | docker import -c "$PATH_ENV" -m "tusk: static busybox" - "$name" >/dev/null
+    import_dir "$name" "tusk: static busybox" "$dir"
     rm -rf "$dir"
     trap - EXIT
     echo "build.sh: built $name in $(elapsed "$start") s"
@@ -105,7 +115,7 @@ build_python() {
     # when the alternatives system did not run; make sure `python` works too.
     [ -e "$dir/usr/bin/python3" ] || ln -s python3.11 "$dir/usr/bin/python3"
     [ -e "$dir/usr/bin/python" ] || ln -s python3 "$dir/usr/bin/python"
-    tar -C "$dir" -c . | docker import -c "$PATH_ENV" -m "tusk: bookworm python3 + busybox" - "$name" >/dev/null
+    import_dir "$name" "tusk: bookworm python3 + busybox" "$dir"
     rm -rf "$dir"
     trap - EXIT
     echo "build.sh: built $name in $(elapsed "$start") s"
