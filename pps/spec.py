@@ -901,7 +901,8 @@ def _obj(value: Any, path: str, expected: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         where = f'"{path}"' if path else "the document"
         raise InvalidSpec(path, f"{where} must be {expected}, got {_show(value)}")
-    return value
+    # An explicit null means "not set", as in protobuf's JSON mapping.
+    return {k: v for k, v in value.items() if v is not None}
 
 
 def _check_fields(

@@ -366,3 +366,9 @@ def test_spec_hash() -> None:
     assert a.spec_hash() != spec_from_dict(spec(salt="x")).spec_hash()
     assert a.spec_hash() == spec_from_dict(spec(update=True)).spec_hash()
     assert isinstance(a, PipelineSpec)
+
+
+def test_null_means_unset() -> None:
+    s = spec_from_dict(spec(description=None, datum_tries=None, autoscaling=None, salt=None))
+    assert (s.description, s.datum_tries, s.autoscaling, s.salt) == ("", 3, False, "")
+    assert invalid(spec(transform=None)).path == "transform.cmd"
