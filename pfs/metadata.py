@@ -226,7 +226,7 @@ class _MemoryWatch:
         while True:
             with store._cond:
                 batch: list[Event] = []
-                while not self._cancelled:
+                while not self._cancelled and not store._closed:
                     store._expire_locked()
                     if self._pos is None:
                         self._pos = bisect.bisect_left(store._log_revs, self._next_rev)
@@ -241,7 +241,7 @@ class _MemoryWatch:
                     # Wake at the next lease expiry: expiring leases produce
                     # DELETE events even when nobody else touches the store.
                     store._cond.wait(timeout=store._until_next_expiry_locked())
-                if self._cancelled:
+                if not batch:  # cancelled, or the store was closed
                     return
             # Yield outside the lock so a slow consumer never blocks writers.
             yield from batch
@@ -474,9 +474,7 @@ def open_metadata_store(url: str) -> MetadataStore:
     if url.startswith("memory:"):
         return MemoryMetadataStore()
     if url.startswith("sqlite:"):
-        path = url.removeprefix("sqlite:")
-        if path.startswith("//"):
-            path = path[2:]
+        path = url.removeprefix("sqlite:").removeprefix("//")
         if not path:
             raise InvalidArgument(f"metadata url {url!r} has no path: use sqlite:///abs/path.db")
         from pfs.metadata_sqlite import SQLiteMetadataStore

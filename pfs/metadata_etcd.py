@@ -23,7 +23,9 @@ seconds (``wait_for_ready``, so a call made while etcd restarts succeeds once
 it is back), then raises :class:`~pfs.errors.Unavailable`. The channel
 reconnects on its own with a short backoff (at most 1 s), so the same store
 object works again as soon as etcd does. A watch keeps retrying (resuming from
-the next revision it needs) until cancelled.
+the next revision it needs) until cancelled. As with any etcd client, a write
+that times out may or may not have been applied: callers re-read, and
+compare-and-swap makes such retries safe.
 """
 
 from __future__ import annotations

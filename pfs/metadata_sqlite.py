@@ -38,7 +38,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
-from pfs.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from pfs.errors import FailedPrecondition, InvalidArgument, NotFound, TuskError, Unavailable
 from pfs.metadata import (
     RANGE_PAGE,
     Compare,
@@ -119,8 +119,13 @@ class _SQLiteWatch:
 
     def __iter__(self) -> Iterator[Event]:
         store = self._store
-        while not self._cancelled.is_set():
-            batch = store._events_after(self._prefix, self._end, self._cursor)
+        while not self._cancelled.is_set() and not store._closed:
+            try:
+                batch = store._events_after(self._prefix, self._end, self._cursor)
+            except FailedPrecondition:
+                if store._closed:
+                    return  # close() ends every watch, as in the other backends
+                raise
             if batch:
                 yield from batch
                 continue
@@ -323,8 +328,10 @@ class SQLiteMetadataStore:
                 if time.monotonic() - last_trim > 5.0:
                     last_trim = time.monotonic()
                     self._trim_history()
-            except (Unavailable, FailedPrecondition):
-                continue  # locked by another process, or closing: try again later
+            except (TuskError, sqlite3.Error):
+                # Locked by another process for too long, or closing: the
+                # next round retries; lazy expiry on access still works.
+                continue
 
     def _trim_history(self) -> None:
         def body() -> None:

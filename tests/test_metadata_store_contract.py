@@ -9,6 +9,8 @@ The etcd cases need the ``tests.fixtures.etcd`` plugin (loaded from
 
 from __future__ import annotations
 
+import functools
+import itertools
 import os
 import queue
 import signal
@@ -69,7 +71,7 @@ class Collector:
         try:
             for ev in self.watch:
                 self.events.put(ev)
-        except BaseException as exc:  # surfaced by take()
+        except Exception as exc:  # noqa: BLE001 - handed to the test thread by take()
             self.events.put(exc)
         finally:
             self.done.set()
@@ -155,7 +157,7 @@ def test_revisions_strictly_increase(store: MetadataStore) -> None:
     seen.append(store.revision())
     assert store.txn([], [Put("k1", b"x"), Put("k2", b"y")])
     seen.append(store.revision())
-    assert all(a < b for a, b in zip(seen, seen[1:])), seen
+    assert all(a < b for a, b in itertools.pairwise(seen)), seen
     # A txn's ops all share its one revision.
     k1, k2 = store.get("k1"), store.get("k2")
     assert k1 and k2 and k1.mod_revision == k2.mod_revision == seen[-1]
@@ -227,25 +229,29 @@ def test_txn_limits(store: MetadataStore) -> None:
     assert store.txn([], [Put(f"k{i}", b"") for i in range(128)])
 
 
+def _race_create(store: MetadataStore, key: str, n: int) -> list[int]:
+    """``n`` threads create ``key`` if absent at the same moment; returns the winners."""
+    barrier = threading.Barrier(n)
+    wins: list[int] = []
+
+    def contend(me: int) -> None:
+        barrier.wait()
+        if store.txn([Compare(key, 0)], [Put(key, str(me).encode())]):
+            wins.append(me)
+
+    threads = [threading.Thread(target=contend, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return wins
+
+
 def test_create_if_absent_race_has_one_winner(store: MetadataStore) -> None:
     for round_ in range(5):
-        key = f"race/{round_}"
-        n = 4
-        barrier = threading.Barrier(n)
-        wins: list[int] = []
-
-        def contend(me: int) -> None:
-            barrier.wait()
-            if store.txn([Compare(key, 0)], [Put(key, str(me).encode())]):
-                wins.append(me)
-
-        threads = [threading.Thread(target=contend, args=(i,)) for i in range(n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        wins = _race_create(store, f"race/{round_}", 4)
         assert len(wins) == 1, wins
-        kv = store.get(key)
+        kv = store.get(f"race/{round_}")
         assert kv is not None and kv.value == str(wins[0]).encode()
 
 
@@ -266,7 +272,7 @@ def test_thread_safety_cas_counter(store: MetadataStore) -> None:
                         break
                 # Readers alongside writers.
                 list(store.range("counter"))
-        except BaseException as exc:
+        except Exception as exc:  # noqa: BLE001 - asserted on in the test thread
             errors.append(exc)
 
     threads = [threading.Thread(target=bump) for _ in range(n_threads)]
@@ -336,6 +342,19 @@ def test_watch_cancel_ends_iteration(store: MetadataStore) -> None:
     c.cancel()
     store.put("c/2", b"")
     assert c.done.is_set()
+
+
+def test_close_ends_watches(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    stores: list[MetadataStore] = [MemoryMetadataStore(), SQLiteMetadataStore(tmp_path / "c.db")]
+    if request.config.pluginmanager.hasplugin("tests.fixtures.etcd"):
+        endpoint = request.getfixturevalue("etcd_endpoint")
+        stores.append(EtcdMetadataStore(endpoint, prefix=f"tusk-test/{uuid.uuid4().hex}/"))
+    for s in stores:
+        c = Collector(s.watch(""))
+        s.put("k", b"")
+        c.take(1)
+        s.close()
+        assert c.done.wait(10), f"{s.describe()}: close() did not end its watch"
 
 
 def test_concurrent_watchers_see_same_stream(store: MetadataStore) -> None:
@@ -483,25 +502,26 @@ _TXN_LOOP = """
 """
 
 
+def _reached_revision(path: Path, target: int, writer: subprocess.Popen[bytes]) -> bool:
+    assert writer.poll() is None, "the writer process died on its own"
+    if not path.exists():
+        return False
+    try:
+        with sqlite3.connect(path, timeout=5) as db:
+            row = db.execute("SELECT v FROM meta WHERE k='revision'").fetchone()
+    except sqlite3.OperationalError:
+        return False  # schema not created yet
+    return bool(row) and int(row[0]) >= target
+
+
 def test_sqlite_sigkill_mid_txn_leaves_consistent_db(tmp_path: Path) -> None:
     path = tmp_path / "crash.db"
     for round_ in range(5):
         proc = _python(_TXN_LOOP, str(path))
         try:
             target = 150 * (round_ + 1)
-
-            def progressed() -> bool:
-                assert proc.poll() is None, "the writer process died on its own"
-                if not path.exists():
-                    return False
-                try:
-                    with sqlite3.connect(path, timeout=5) as db:
-                        row = db.execute("SELECT v FROM meta WHERE k='revision'").fetchone()
-                except sqlite3.OperationalError:
-                    return False
-                return bool(row) and row[0] >= target
-
-            wait_for(progressed, timeout=20, what=f"revision {target}")
+            wait_for(functools.partial(_reached_revision, path, target, proc),
+                     timeout=20, what=f"revision {target}")
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
