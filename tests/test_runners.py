@@ -19,7 +19,15 @@ from typing import Any
 import docker.errors
 import pytest
 
-from pps.runners import OUTPUT_CAP, DatumRun, Runner, RunnerSpec, RunResult, Session
+from pps.runners import (
+    OUTPUT_CAP,
+    DatumRun,
+    Runner,
+    RunnerSpec,
+    RunResult,
+    Session,
+    default_runner,
+)
 from pps.runners.docker import LABEL, SESSION_LABEL, DockerRunner, DockerSession
 from pps.runners.process import ProcessRunner
 
@@ -399,6 +407,25 @@ class TestDocker:
         assert s.container_id != first
         assert len(containers(docker_runner, s)) == 1
 
+    def test_containers_left_by_a_dead_worker_are_removed(
+        self, docker_runner: DockerRunner, tmp_path: Path
+    ) -> None:
+        work = str(tmp_path / "work")
+        crashed = docker_runner.start(RunnerSpec(BUSYBOX), work)
+        assert isinstance(crashed, DockerSession)
+        # A worker that dies never calls close(); its successor reuses its work_dir.
+        successor = docker_runner.start(RunnerSpec(BUSYBOX), work)
+        try:
+            assert containers(docker_runner, crashed) == []
+            assert len(containers(docker_runner, successor)) == 1
+        finally:
+            successor.close()
+
+    def test_default_runner_is_docker_when_an_engine_answers(
+        self, docker_runner: DockerRunner
+    ) -> None:
+        assert default_runner().name == "docker"
+
     def test_unreachable_engine_is_explained(self, tmp_path: Path, datum: Datums) -> None:
         runner = DockerRunner(base_url=f"unix://{tmp_path}/no-docker.sock")
         ok, why = runner.available()
@@ -432,6 +459,14 @@ class TestDocker:
 
 
 # ----------------------------------------------------------- process only
+
+
+def test_runners_satisfy_the_protocols(tmp_path: Path) -> None:
+    # Checked by mypy as much as at run time.
+    runners: list[Runner] = [DockerRunner(base_url="unix:///nonexistent.sock"), ProcessRunner()]
+    for runner in runners:
+        session: Session = runner.start(RunnerSpec(BUSYBOX), str(tmp_path / runner.name))
+        session.close()
 
 
 def test_process_runner_says_the_image_is_ignored(

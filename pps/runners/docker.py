@@ -50,12 +50,14 @@ import requests.exceptions
 from pps.runners import DatumRun, RunnerSpec, RunResult
 from pps.runners._files import clear_dir, link_tree, move_children, read_tail
 
-__all__ = ["LABEL", "SESSION_LABEL", "DockerRunner", "DockerSession"]
+__all__ = ["LABEL", "SESSION_LABEL", "WORKDIR_LABEL", "DockerRunner", "DockerSession"]
 
 #: Every container a docker runner creates carries this label (value "1").
 LABEL = "tusk.runner"
 #: ... and this one, whose value is the session's id.
 SESSION_LABEL = "tusk.session"
+#: ... and this one, whose value is the session's work_dir on the host.
+WORKDIR_LABEL = "tusk.workdir"
 
 #: A fork bomb in user code must not take the machine down.
 PIDS_LIMIT = 4096
@@ -192,6 +194,7 @@ class DockerSession:
         self.session_id = uuid.uuid4().hex[:16]
         self.warnings: tuple[str, ...] = ()
         work_dir = os.path.abspath(work_dir)
+        self._work_dir = work_dir
         self._agent_dir = os.path.join(work_dir, "agent")
         self._io = os.path.join(self._agent_dir, "io")
         self._pfs = os.path.join(work_dir, "pfs")
@@ -401,12 +404,18 @@ class DockerSession:
             ) from None
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise _Failure(self.runner.unreachable(exc)) from exc
+        self._remove_stale_containers(client)
         self._prepare_dirs()
         self._resp_fd = os.open(os.path.join(self._io, "resp"), os.O_RDONLY | os.O_NONBLOCK)
         self._poll = select.poll()
         self._poll.register(self._resp_fd, select.POLLIN)
         self._buf = b""
-        labels = {**self.runner.labels, LABEL: "1", SESSION_LABEL: self.session_id}
+        labels = {
+            **self.runner.labels,
+            LABEL: "1",
+            SESSION_LABEL: self.session_id,
+            WORKDIR_LABEL: self._work_dir,
+        }
         try:
             self._container = client.containers.create(
                 spec.image,
@@ -442,6 +451,24 @@ class DockerSession:
             self._discard_container()
             raise _Failure(self.runner.unreachable(exc)) from exc
         self._await_agent()
+
+    def _remove_stale_containers(self, client: docker.DockerClient) -> None:
+        """Remove containers left on this work_dir by a worker that died.
+
+        The work_dir belongs to one worker, so any other container mounting it
+        is a leftover (its agent exits when its host end closes, but the
+        stopped container stays until someone removes it).
+        """
+        try:
+            stale = client.containers.list(
+                all=True, filters={"label": [f"{LABEL}=1", f"{WORKDIR_LABEL}={self._work_dir}"]}
+            )
+            for container in stale:
+                container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise _Failure(self.runner.unreachable(exc)) from exc
 
     def _await_agent(self) -> None:
         """Wait for the agent's "ready" line, then open the request FIFO."""
