@@ -73,7 +73,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
 import blake3
 import msgpack
@@ -81,17 +81,17 @@ import msgpack
 from pfs.errors import Corruption, InvalidPath, NotFound, ObjectNotFound
 
 __all__ = [
-    "AppendFile",
     "BOUNDARY_BITS",
+    "EMPTY_HASH",
+    "FORMAT_VERSION",
+    "INDEX_MIN_ITEMS",
+    "INLINE_CHUNKS",
+    "AppendFile",
     "Change",
     "ChunkRef",
     "DeletePath",
     "DirEntry",
-    "EMPTY_HASH",
-    "FORMAT_VERSION",
     "FileEntry",
-    "INDEX_MIN_ITEMS",
-    "INLINE_CHUNKS",
     "Matcher",
     "MemoryNodeStore",
     "NodeRef",
@@ -176,6 +176,8 @@ def file_hash(chunks: Iterable[ChunkRef]) -> bytes:
     Returns:
         32 bytes; ``blake3(b"")`` for an empty file.
     """
+    if isinstance(chunks, (tuple, list)) and len(chunks) == 1:
+        return _blake3(bytes(chunks[0][0]))  # the common one-chunk file, without a hasher
     h = blake3.blake3()
     for c in chunks:
         h.update(bytes(c[0]))
@@ -236,7 +238,7 @@ class DirEntry:
     hash: bytes
 
 
-Entry = Union[FileEntry, DirEntry]
+Entry = FileEntry | DirEntry
 
 
 @dataclass(frozen=True)
@@ -269,7 +271,7 @@ class DeletePath:
     path: str
 
 
-Change = Union[PutFile, AppendFile, DeletePath]
+Change = PutFile | AppendFile | DeletePath
 
 
 class PathNotFound(NotFound):
@@ -343,6 +345,15 @@ class MemoryNodeStore:
 
 def _norm(path: str) -> str:
     """Normalise a path: leading ``/``, no trailing ``/`` (except the root)."""
+    # Fast path for the common, already-clean path: this runs once per change.
+    if (
+        path.startswith("/")
+        and not path.endswith("/")
+        and "//" not in path
+        and "/." not in path
+        and "\x00" not in path
+    ):
+        return path
     if not path.startswith("/"):
         path = "/" + path
     if len(path) > 1:
@@ -403,7 +414,7 @@ def _chunk_ref_tuple(c: ChunkRef) -> ChunkRef:
 
 
 class _Level:
-    __slots__ = ("pending", "count")
+    __slots__ = ("count", "pending")
 
     def __init__(self) -> None:
         self.pending: list[Any] = []  # items of the node being filled
@@ -545,7 +556,7 @@ class _Changes:
         """Name of the child of directory ``prefix`` the head change falls under."""
         if self.head is None or not self.path.startswith(prefix) or self.path == "/":
             return None
-        rest = self.path[len(prefix):]
+        rest = self.path[len(prefix) :]
         i = rest.find("/")
         return rest if i < 0 else rest[:i]
 
@@ -710,15 +721,15 @@ def build(store: NodeStore, entries: Iterable[PutFile]) -> Tree:
 # --- reading ------------------------------------------------------------------
 
 
-def _iter_node(
-    store: NodeStore, ref: NodeRef, start_after: str | None
-) -> Iterator[RawEntry]:
+def _iter_node(store: NodeStore, ref: NodeRef, start_after: str | None) -> Iterator[RawEntry]:
     """Entries of the directory whose top node is ``ref``, names > ``start_after``."""
     node = _load(store, ref)
     if node[1] == _NODE_LEAF:
         entries = node[2]
-        i = 0 if start_after is None else bisect.bisect_right(
-            entries, start_after, key=lambda e: e[_NAME]
+        i = (
+            0
+            if start_after is None
+            else bisect.bisect_right(entries, start_after, key=lambda e: e[_NAME])
         )
         yield from entries[i:]
         return
@@ -1034,12 +1045,17 @@ class Tree:
                 return
             la = pa[0] if pa is not None else -2
             lb = pb[0] if pb is not None else -2
-            if pa is not None and pb is not None and la >= 0 and la == lb:
-                if pa[1][_IHASH] == pb[1][_IHASH]:
-                    # Same hash, same entries: both cursors stand at the same names.
-                    a.skip()
-                    b.skip()
-                    continue
+            if (
+                pa is not None
+                and pb is not None
+                and la >= 0
+                and la == lb
+                and pa[1][_IHASH] == pb[1][_IHASH]
+            ):
+                # Same hash, same entries: both cursors stand at the same names.
+                a.skip()
+                b.skip()
+                continue
             if la >= 0 or lb >= 0:
                 if la >= lb:
                     a.descend()
