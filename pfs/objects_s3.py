@@ -269,9 +269,8 @@ class S3ObjectStore:
     def describe(self) -> str:
         """``s3://BUCKET/PREFIX?endpoint=SCHEME://HOST:PORT``."""
         scheme = "https" if self._secure else "http"
-        return (
-            f"s3://{self._bucket}/{self._prefix.rstrip('/')}?endpoint={scheme}://{self._endpoint}"
-        )
+        path = f"/{self._prefix.rstrip('/')}" if self._prefix else ""
+        return f"s3://{self._bucket}{path}?endpoint={scheme}://{self._endpoint}"
 
 
 def _short(exc: BaseException) -> str:

@@ -271,6 +271,7 @@ def test_open_object_store_s3_url(s3_endpoint: str, s3_bucket: str) -> None:
     assert list(store.list()) == ["k"]
     other = open_object_store(f"s3://{s3_bucket}?endpoint=http://{s3_endpoint}")
     assert list(other.list()) == ["pre/fix/k"]
+    assert other.describe() == f"s3://{s3_bucket}?endpoint=http://{s3_endpoint}"
 
 
 # --- local: atomic put against SIGKILL ---------------------------------------
