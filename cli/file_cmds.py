@@ -320,8 +320,13 @@ def run_delete_file(ctx: Context, args: argparse.Namespace) -> int:
     client = ctx.client()
     if not args.recursive and fref.path != "/":
         # pachctl's -r guards against deleting a whole tree by accident.
-        fi = client.inspect_file(fref.repo, fref.ref, fref.path)
-        if _is_dir(fi):
+        from tusk.client import errors as api_errors
+
+        try:
+            fi: Any = client.inspect_file(fref.repo, fref.ref, fref.path)
+        except api_errors.FileNotFound:
+            fi = None  # deleting a missing path is a no-op (pachctl's rule)
+        if fi is not None and _is_dir(fi):
             raise CLIError(f"{fref.path} is a directory: use -r to delete it and everything under it")
     elif fref.path == "/" and not args.recursive:
         raise CLIError("deleting / removes every file: use -r to confirm")

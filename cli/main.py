@@ -143,7 +143,11 @@ def main(argv: list[str]) -> int:
     # Only the CLI reads the environment; the client takes an explicit address.
     ctx = Context(address=args.address or os.environ.get(ADDRESS_ENV) or None)
 
-    from tusk.client import TuskError, Unavailable
+    # The client re-raises the daemon's typed errors (pfs.errors); reach them
+    # through tusk.client so the CLI depends on the client only.
+    from tusk.client import errors as api_errors
+
+    TuskError, Unavailable = api_errors.TuskError, api_errors.Unavailable
 
     try:
         return int(run(ctx, args))
