@@ -407,6 +407,19 @@ class TestDocker:
         assert s.container_id != first
         assert len(containers(docker_runner, s)) == 1
 
+    def test_container_killed_between_datums_is_replaced_transparently(
+        self, docker_runner: DockerRunner, start: StartSession, datum: Datums
+    ) -> None:
+        s = start(docker_runner)
+        assert isinstance(s, DockerSession)
+        assert_ran(s.run(datum("true")))
+        first = s.container_id
+        container = docker_runner.client().containers.get(first)
+        container.kill()
+        container.wait()
+        assert_ran(s.run(datum("echo", "still here")))
+        assert s.container_id != first
+
     def test_containers_left_by_a_dead_worker_are_removed(
         self, docker_runner: DockerRunner, tmp_path: Path
     ) -> None:

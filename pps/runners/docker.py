@@ -229,6 +229,10 @@ class DockerSession:
         problem = datum.out_dir_problem()
         if problem:
             return RunResult(None, b"", b"", time.monotonic() - started, error=problem)
+        if self._container is not None and self._agent_hung_up():
+            # Died between datums (killed from outside, engine restarted): this
+            # datum has not started, so a new container runs it transparently.
+            self._discard_container()
         if self._container is None:
             try:
                 self._start_container()
@@ -374,6 +378,10 @@ class DockerSession:
             self._buf += chunk
         line, _, self._buf = self._buf.partition(b"\n")
         return line
+
+    def _agent_hung_up(self) -> bool:
+        """True if the agent's end of the response FIFO is closed (one poll, no wait)."""
+        return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in self._poll.poll(0))
 
     def _note_oom_kills(self, field: bytes) -> bool:
         """Record the container's OOM-kill count; True if it grew."""
