@@ -427,6 +427,7 @@ class _DirBuilder:
     def __init__(self, store: NodeStore) -> None:
         self._store = store
         self._levels: list[_Level] = [_Level()]
+        self._reused: Summary | None = None  # last node reused from the old tree
 
     def _level(self, level: int) -> _Level:
         while len(self._levels) <= level:
@@ -484,6 +485,15 @@ class _DirBuilder:
         self._level(level).count += 1
         self._add_item(level + 1, summary)
 
+    def reuse_node(self, level: int, summary: Summary) -> None:
+        """Pass up an old node unchanged; the caller checked ``empty_upto(level)``.
+
+        Feeding its items would rebuild the very same node: the builder is at a node
+        boundary, and where a node ends depends only on the items since its start.
+        """
+        self._reused = summary
+        self.close_node(level, summary)
+
     def _nothing_above(self, level: int) -> bool:
         """True if every item is in the pending list of ``level`` or below."""
         return all(
@@ -505,12 +515,15 @@ class _DirBuilder:
                 if not up.pending:
                     return None
                 if len(up.pending) == 1:
-                    return self._lone_top(up.pending[0])
+                    top: Summary = up.pending[0]
+                    return self._lone_top(top) if top is self._reused and level >= 1 else top
             level += 1
 
     def _lone_top(self, top: Summary) -> Summary:
         # A reused tail index node can hold a single item; when it ends up as the top,
         # a fresh build would have stopped one level lower, so step down into it.
+        # (Nodes written here never do: finish() returns a lone item instead of
+        # writing its parent.) Identity above is on our own summary tuple, not a ref.
         while True:
             node = _load(self._store, top[_REF])
             if node[1] != _NODE_INDEX or len(node[3]) != 1:
@@ -611,7 +624,7 @@ class _Applier:
             k = self.cs.child(prefix)
             untouched = k is None or (item_hi is not None and k >= item_hi)
             if untouched and b.empty_upto(level):
-                b.close_node(level, item)  # reuse: same items, same boundaries
+                b.reuse_node(level, item)
             else:
                 self.merge_node(b, _load(self.store, item[_REF]), prefix, item_hi)
 

@@ -522,6 +522,29 @@ def test_paged_directory_update_reuses_nodes() -> None:
                 assert [e.path for e in t.list_dir("/d")] == expected
 
 
+def test_shrinking_to_a_reused_one_item_tail_node() -> None:
+    """The old tail index node holds one item and is all that is left: not the top."""
+    with small_pages(1):
+        for n in range(3, 300):
+            s = MemoryNodeStore()
+            names = [f"/{i:03d}" for i in range(n)]
+            base = build(s, (put(p) for p in names))
+            root = T._load(s, base.root)
+            if root[1] != 1:
+                continue
+            last = root[3][-1]
+            tail = T._load(s, last[4])
+            if tail[1] == 1 and len(tail[3]) == 1:
+                break
+        else:
+            pytest.fail("no tree with a one-item tail index node found")
+        keep = [p for p in names if p[1:] >= last[0]]
+        t = apply(s, base, [DeletePath(p) for p in names if p[1:] < last[0]])
+        fresh = build(s, (put(p) for p in keep))
+        assert msgpack.packb(t.root) == msgpack.packb(fresh.root)
+        assert [e.path for e in t.list_dir()] == keep
+
+
 def test_shrinking_a_paged_directory_to_one_page() -> None:
     with small_pages(1):
         s = MemoryNodeStore()
