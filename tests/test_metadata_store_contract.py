@@ -116,7 +116,19 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetadataSt
         endpoint = request.getfixturevalue("etcd_endpoint")
         s = EtcdMetadataStore(endpoint, prefix=f"tusk-test/{uuid.uuid4().hex}/")
     yield s
+    if isinstance(s, EtcdMetadataStore) and not s._closed:
+        _wipe(s)  # the server may be shared (TUSK_TEST_ETCD): leave nothing behind
     s.close()
+
+
+def _wipe(s: EtcdMetadataStore) -> None:
+    """Delete every key under the store's prefix in one DeleteRange."""
+    from pyetcd import etcdrpc
+
+    from pfs.metadata_etcd import _bytes_prefix_end
+
+    s._call(s._kv.DeleteRange, etcdrpc.DeleteRangeRequest(
+        key=s._p, range_end=_bytes_prefix_end(s._p)))
 
 
 def put_keys(s: MetadataStore, items: dict[str, bytes]) -> None:
@@ -629,5 +641,6 @@ def test_etcd_prefix_isolation(etcd_endpoint: str) -> None:
         assert b.get("k") is None and list(b.range("")) == []
         assert [kv.key for kv in a.range("")] == ["k"]
     finally:
+        _wipe(a)
         a.close()
         b.close()
