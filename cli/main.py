@@ -29,7 +29,7 @@ from importlib import metadata
 from typing import Any, NoReturn
 
 from cli import file_cmds, pfs_cmds
-from cli.common import CLIError, Context, UsageError
+from cli.common import CLIError, Context, UsageError, api_errors
 from cli.refs import RefError
 
 EXIT_OK = 0
@@ -143,11 +143,8 @@ def main(argv: list[str]) -> int:
     # Only the CLI reads the environment; the client takes an explicit address.
     ctx = Context(address=args.address or os.environ.get(ADDRESS_ENV) or None)
 
-    # The client re-raises the daemon's typed errors (pfs.errors); reach them
-    # through tusk.client so the CLI depends on the client only.
-    from tusk.client import errors as api_errors
-
-    TuskError, Unavailable = api_errors.TuskError, api_errors.Unavailable
+    errors = api_errors()
+    TuskError, Unavailable = errors.TuskError, errors.Unavailable
 
     try:
         return int(run(ctx, args))

@@ -90,7 +90,7 @@ def timestamp(msg: Any, field: str) -> float | None:
     if not msg.HasField(field):
         return None
     ts = getattr(msg, field)
-    return float(ts.seconds) + ts.nanos / 1e9
+    return float(ts.seconds) + float(ts.nanos) / 1e9
 
 
 def enum_name(msg: Any, field: str) -> str:
@@ -207,10 +207,14 @@ class Printer:
             for item in items:
                 table.row(row(item))
                 count += 1
-        finally:
-            # Print what arrived even if the stream failed half-way, then let
-            # the error propagate to the one place that reports it.
-            table.close()
+        except BaseException:
+            # Print what arrived if the stream failed half-way (not a lone
+            # header when the very first call failed), then let the error
+            # propagate to the one place that reports it.
+            if count:
+                table.close()
+            raise
+        table.close()
         return count
 
     def block(self, msg: Any, lines: Callable[[Any], Iterable[tuple[str, str]]]) -> None:

@@ -63,6 +63,7 @@ class Tusk:
             [*TUSK, *args],
             input=input,
             capture_output=True,
+            check=False,
             env=_env(self.address),
             cwd=cwd,
             timeout=timeout,
@@ -88,19 +89,19 @@ def tusk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tusk]:
     data = tmp_path_factory.mktemp("daemon")
     port = _free_port()
     address = f"127.0.0.1:{port}"
-    log = open(data / "daemon.log", "wb")
-    proc = subprocess.Popen(
-        [*TUSK, "daemon", "--data-dir", str(data / "data"), "--address", address],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=_env(address),
-    )
+    log_path = data / "daemon.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [*TUSK, "daemon", "--data-dir", str(data / "data"), "--address", address],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=_env(address),
+        )
     try:
         deadline = time.monotonic() + 30
         while True:
             if proc.poll() is not None:
-                log.close()
-                pytest.fail(f"daemon exited: {(data / 'daemon.log').read_text()}")
+                pytest.fail(f"daemon exited: {log_path.read_text()}")
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
                 break
@@ -117,7 +118,6 @@ def tusk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tusk]:
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
-        log.close()
 
 
 @pytest.fixture
@@ -487,7 +487,7 @@ def test_no_daemon_fails_fast_with_a_hint(tmp_path: Path) -> None:
     port = _free_port()  # nothing listens here
     start = time.monotonic()
     p = subprocess.run(
-        [*TUSK, "list", "repo"], capture_output=True, env=_env(f"127.0.0.1:{port}"), timeout=30
+        [*TUSK, "list", "repo"], capture_output=True, check=False, env=_env(f"127.0.0.1:{port}"), timeout=30
     )
     elapsed = time.monotonic() - start
     err = p.stderr.decode().strip()
