@@ -30,10 +30,9 @@ from __future__ import annotations
 import json
 import os
 import queue
-import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Self, TypeVar
 
 import grpc
 from google.protobuf import wrappers_pb2
@@ -61,7 +60,11 @@ _ERROR_BY_STATUS: dict[grpc.StatusCode, type[errors.TuskError]] = {
     grpc.StatusCode.INTERNAL: errors.TuskError,
 }
 
+_T = TypeVar("_T")
 Ref = str
+#: What listing methods return: close() it (or stop iterating and drop it) to
+#: cancel the call on the server.
+Stream = Generator[_T, None, None]
 BranchSpec = str | tuple[str, str]  # "repo@branch" or (repo, branch)
 
 
@@ -95,9 +98,10 @@ def _rebuild(name: str, message: str, fields: Mapping[str, Any]) -> errors.TuskE
 
 def translate(err: grpc.RpcError, address: str) -> errors.TuskError:
     """Turn a gRPC error into the typed tusk error it carries."""
-    code: grpc.StatusCode = err.code()  # type: ignore[attr-defined]
-    details: str = err.details() or ""  # type: ignore[attr-defined]
-    trailers = dict(err.trailing_metadata() or ())  # type: ignore[attr-defined]
+    # grpc is untyped; a failed call's RpcError is also a grpc.Call with these methods.
+    code: grpc.StatusCode = err.code()
+    details: str = err.details() or ""
+    trailers = dict(err.trailing_metadata() or ())
     name = trailers.get("tusk-error")
     if name:
         try:
@@ -123,11 +127,10 @@ def translate(err: grpc.RpcError, address: str) -> errors.TuskError:
     return exc
 
 
-def _stream(call: Any, address: str) -> Iterator[Any]:
+def _stream(call: Any, address: str) -> Stream[Any]:
     """Iterate a server stream, translating errors and cancelling it if abandoned."""
     try:
-        for msg in call:
-            yield msg
+        yield from call
     except grpc.RpcError as err:
         raise translate(err, address) from None
     finally:
@@ -160,16 +163,19 @@ _STATE_NAMES = ("STARTED", "READY", "FINISHING", "FINISHED")
 _ORIGIN_NAMES = ("USER", "AUTO", "FSCK")
 
 
-def _enum(value: str | int | None, names: Sequence[str], what: str) -> int:
-    """Accept an enum as a name ("FINISHED"), a proto value, or None (unset = 0)."""
-    if value is None:
-        return 0
+def _enum(value: str | int | None, names: Sequence[str], what: str) -> str | None:
+    """An enum given as a name ("FINISHED", any case, or a ``pfs.model`` str enum),
+    a proto number (1-based, as in pfs.proto), or None (unset) -> its proto name."""
+    if value is None or value == 0:
+        return None
     if isinstance(value, int):
-        return value
-    v = getattr(value, "value", value)  # pfs.model enums are str enums
-    if str(v).upper() not in names:
+        if not 0 < value <= len(names):
+            raise errors.InvalidArgument(f"{what} number {value} invalid")
+        return names[value - 1]
+    name = str(getattr(value, "value", value)).upper()
+    if name not in names:
         raise errors.InvalidArgument(f"{what} {value!r} invalid: use one of {', '.join(names)}")
-    return int(getattr(pfs_pb2, str(v).upper()))
+    return name
 
 
 # --- the client ------------------------------------------------------------------------
@@ -196,12 +202,12 @@ class Client:
             ("grpc.max_reconnect_backoff_ms", 1000),
             ("grpc.enable_retries", 0),
         ])
-        self._stub = pfs_pb2_grpc.APIStub(self._channel)
+        self._stub = pfs_pb2_grpc.APIStub(self._channel)  # type: ignore[no-untyped-call]
 
     def close(self) -> None:
         self._channel.close()
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -215,7 +221,7 @@ class Client:
         except grpc.RpcError as err:
             raise translate(err, self.address) from None
 
-    def _stream(self, method: str, request: Any, timeout: float | None = None) -> Iterator[Any]:
+    def _stream(self, method: str, request: Any, timeout: float | None = None) -> Stream[Any]:
         call = getattr(self._stub, method)(request, timeout=timeout)
         return _stream(call, self.address)
 
@@ -233,7 +239,7 @@ class Client:
                                          pfs_pb2.InspectRepoRequest(repo=pfs_pb2.Repo(name=name)))
         return r
 
-    def list_repo(self, type: str | None = "user") -> Iterator[pfs_pb2.RepoInfo]:
+    def list_repo(self, type: str | None = "user") -> Stream[pfs_pb2.RepoInfo]:
         """Repos of one type ("user", "spec", "meta"); ``None`` lists every type."""
         return self._stream("ListRepo", pfs_pb2.ListRepoRequest(type=type or ""))
 
@@ -258,7 +264,7 @@ class Client:
             branch=pfs_pb2.Branch(repo=pfs_pb2.Repo(name=repo), name=branch)))
         return r
 
-    def list_branch(self, repo: str) -> Iterator[pfs_pb2.BranchInfo]:
+    def list_branch(self, repo: str) -> Stream[pfs_pb2.BranchInfo]:
         """Branches of ``repo``, newest first."""
         return self._stream("ListBranch", pfs_pb2.ListBranchRequest(repo=pfs_pb2.Repo(name=repo)))
 
@@ -296,7 +302,7 @@ class Client:
         return self.inspect_commit(repo, ref, wait="FINISHED", timeout=timeout)
 
     def list_commit(self, repo: str, ref: Ref | None = None, number: int = 0,
-                    origin: str | int | None = None) -> Iterator[pfs_pb2.CommitInfo]:
+                    origin: str | int | None = None) -> Stream[pfs_pb2.CommitInfo]:
         """Commits newest first, walking back from ``ref`` (None: every commit of the repo)."""
         return self._stream("ListCommit", pfs_pb2.ListCommitRequest(
             repo=pfs_pb2.Repo(name=repo), to=_commit(repo, ref) if ref else None,
@@ -304,7 +310,7 @@ class Client:
 
     def subscribe_commit(self, repo: str, branch: str, from_commit: Ref | None = None,
                          state: str | int | None = "FINISHED", new: bool = False
-                         ) -> Iterator[pfs_pb2.CommitInfo]:
+                         ) -> Stream[pfs_pb2.CommitInfo]:
         """Stream the branch's commits as they reach ``state``; never ends by itself
         (stop iterating, or close the iterator, to end the subscription)."""
         return self._stream("SubscribeCommit", pfs_pb2.SubscribeCommitRequest(
@@ -318,12 +324,12 @@ class Client:
 
     delete_commit = drop_commit
 
-    def inspect_commit_set(self, id: str, wait: bool = False) -> Iterator[pfs_pb2.CommitInfo]:
+    def inspect_commit_set(self, id: str, wait: bool = False) -> Stream[pfs_pb2.CommitInfo]:
         """The commits sharing a global ID (``wait``: as each one finishes)."""
         return self._stream("InspectCommitSet", pfs_pb2.InspectCommitSetRequest(
             commit_set=pfs_pb2.CommitSet(id=id), wait=wait))
 
-    def list_commit_set(self, number: int = 0) -> Iterator[pfs_pb2.CommitSetInfo]:
+    def list_commit_set(self, number: int = 0) -> Stream[pfs_pb2.CommitSetInfo]:
         return self._stream("ListCommitSet", pfs_pb2.ListCommitSetRequest(number=number))
 
     # files
@@ -337,6 +343,7 @@ class Client:
                        append: bool = False) -> pfs_pb2.CommitInfo:
         with self.modify_file(repo, ref) as mf:
             mf.put_file(path, data, append=append)
+        assert mf.commit_info is not None  # set by a successful close
         return mf.commit_info
 
     def put_files(self, repo: str, ref: Ref, files: Mapping[str, bytes]) -> pfs_pb2.CommitInfo:
@@ -344,11 +351,12 @@ class Client:
         with self.modify_file(repo, ref) as mf:
             for path, data in files.items():
                 mf.put_file(path, data)
+        assert mf.commit_info is not None  # set by a successful close
         return mf.commit_info
 
-    def get_file(self, repo: str, ref: Ref, path: str, offset: int = 0) -> Iterator[bytes]:
+    def get_file(self, repo: str, ref: Ref, path: str, offset: int = 0) -> Stream[bytes]:
         """Stream a file's bytes (a directory fails: "Try again with the -r flag")."""
-        stream: Iterator[wrappers_pb2.BytesValue] = self._stream(
+        stream: Stream[wrappers_pb2.BytesValue] = self._stream(
             "GetFile", pfs_pb2.GetFileRequest(file=_file(repo, ref, path), offset=offset))
         return (m.value for m in stream)
 
@@ -360,22 +368,22 @@ class Client:
             file=_file(repo, ref, path)))
         return r
 
-    def list_file(self, repo: str, ref: Ref, path: str = "/") -> Iterator[pfs_pb2.FileInfo]:
+    def list_file(self, repo: str, ref: Ref, path: str = "/") -> Stream[pfs_pb2.FileInfo]:
         """Immediate children of a directory, sorted (directories end in "/")."""
         return self._stream("ListFile", pfs_pb2.ListFileRequest(file=_file(repo, ref, path)))
 
-    def walk_file(self, repo: str, ref: Ref, path: str = "/") -> Iterator[pfs_pb2.FileInfo]:
+    def walk_file(self, repo: str, ref: Ref, path: str = "/") -> Stream[pfs_pb2.FileInfo]:
         """The whole subtree under ``path`` in pre-order, directories included."""
         return self._stream("WalkFile", pfs_pb2.WalkFileRequest(file=_file(repo, ref, path)))
 
-    def glob_file(self, repo: str, ref: Ref, pattern: str) -> Iterator[pfs_pb2.FileInfo]:
+    def glob_file(self, repo: str, ref: Ref, pattern: str) -> Stream[pfs_pb2.FileInfo]:
         return self._stream("GlobFile", pfs_pb2.GlobFileRequest(
             commit=_commit(repo, ref), pattern=pattern))
 
     def diff_file(self, new_repo: str, new_ref: Ref, new_path: str = "/",
                   old_repo: str | None = None, old_ref: Ref | None = None,
                   old_path: str | None = None, shallow: bool = False
-                  ) -> Iterator[pfs_pb2.DiffFileResponse]:
+                  ) -> Stream[pfs_pb2.DiffFileResponse]:
         """Changed entries as (new_file, old_file) pairs; the old side defaults to
         the same path in the new commit's parent."""
         old: pfs_pb2.File | None = None
@@ -480,7 +488,7 @@ class ModifyFile:
             f: IO[bytes] = data  # type: ignore[assignment]
             pieces = iter(lambda: f.read(PIECE_BYTES), b"")
         else:
-            pieces = _resize(data)  # type: ignore[arg-type]
+            pieces = _resize(data)
         # One piece of look-ahead tells whether more follow (`more` flag).
         it = iter(pieces)
         cur = next(it, b"")
@@ -512,7 +520,9 @@ class ModifyFile:
             if self.commit_info is None:
                 raise errors.FailedPrecondition("this modify_file block was aborted")
             return self.commit_info
-        self._flush()
+        # The final message carries `done`: without it the server aborts.
+        self._send(pfs_pb2.ModifyFileRequest(ops=self._ops, done=True))
+        self._ops, self._buffered = [], 0
         self._closed = True
         self._send(_END)
         self.commit_info = self._result()
@@ -524,7 +534,7 @@ class ModifyFile:
         self._future.cancel()
         self._release()
 
-    def __enter__(self) -> ModifyFile:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,

@@ -109,7 +109,7 @@ def _unary(fn: Callable[[_Self, _Req, grpc.ServicerContext], _R]
     def wrapper(self: _Self, request: _Req, context: grpc.ServicerContext) -> _R:
         try:
             return fn(self, request, context)
-        except Exception as exc:  # noqa: BLE001 -- every error must become a status
+        except Exception as exc:  # every error must become a status
             _abort(context, exc)
             raise  # unreachable: abort raises
     return wrapper
@@ -122,7 +122,7 @@ def _stream(fn: Callable[[_Self, _Req, grpc.ServicerContext], Iterator[_R]]
     def wrapper(self: _Self, request: _Req, context: grpc.ServicerContext) -> Iterator[_R]:
         try:
             yield from fn(self, request, context)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 -- every error must become a status
             _abort(context, exc)
     return wrapper
 
@@ -224,13 +224,13 @@ def _need(name: str, what: str) -> str:
 def _state(s: int) -> model.CommitState | None:
     if s == pfs_pb2.COMMIT_STATE_UNKNOWN:
         return None
-    return model.CommitState(pfs_pb2.CommitState.Name(s))  # type: ignore[arg-type]
+    return model.CommitState(pfs_pb2.CommitState.Name(s))
 
 
 def _origin(o: int) -> model.OriginKind | None:
     if o == pfs_pb2.ORIGIN_KIND_UNKNOWN:
         return None
-    return model.OriginKind(pfs_pb2.OriginKind.Name(o))  # type: ignore[arg-type]
+    return model.OriginKind(pfs_pb2.OriginKind.Name(o))
 
 
 def _rechunk(chunks: Iterable[bytes], size: int = GET_FILE_PIECE) -> Iterator[bytes]:
@@ -416,9 +416,12 @@ class PFSServicer:
         writer = self.pfs.modify_file(_need(first.commit.repo, "repo name"),
                                       commit_ref(first.commit))
         try:
-            self._apply_ops(writer, _ops(first, requests))
-            if not ctx.is_active():  # cancelled after the last message: publish nothing
-                raise errors.Conflict("ModifyFile was cancelled by the client")
+            stream = _OpStream(first, requests)
+            self._apply_ops(writer, stream)
+            if not stream.done or not ctx.is_active():
+                # No `done` marker: the client cancelled (see ModifyFileRequest).
+                raise errors.Conflict("ModifyFile ended without its final message "
+                                      "(cancelled by the client); nothing was written")
             ci = writer.close()
         except BaseException:
             # Client cancellation surfaces here as an RpcError from `requests`.
@@ -427,7 +430,7 @@ class PFSServicer:
         return commit_info_msg(ci)
 
     @staticmethod
-    def _apply_ops(writer: FileWriter, ops: Iterator[pfs_pb2.FileOp]) -> None:
+    def _apply_ops(writer: FileWriter, ops: _OpStream) -> None:
         for op in ops:
             kind = op.WhichOneof("op")
             if kind == "add_file":
@@ -509,14 +512,40 @@ class PFSServicer:
                 old_file=file_info_msg(old_fi) if old_fi else None)
 
 
-def _ops(first: pfs_pb2.ModifyFileRequest, rest: Iterator[pfs_pb2.ModifyFileRequest]
-         ) -> Iterator[pfs_pb2.FileOp]:
-    """Every op of a ModifyFile stream, in order, across message boundaries."""
-    yield from first.ops
-    for req in rest:
-        if req.HasField("commit"):
-            raise errors.InvalidArgument("ModifyFile: only the first message may name the commit")
-        yield from req.ops
+class _OpStream:
+    """Every op of a ModifyFile stream, in order, across message boundaries.
+
+    ``done`` tells, once exhausted, whether the client's final message arrived.
+    """
+
+    def __init__(self, first: pfs_pb2.ModifyFileRequest,
+                 rest: Iterator[pfs_pb2.ModifyFileRequest]) -> None:
+        self.done = False
+        self._it = self._gen(first, rest)
+
+    def _gen(self, first: pfs_pb2.ModifyFileRequest,
+             rest: Iterator[pfs_pb2.ModifyFileRequest]) -> Iterator[pfs_pb2.FileOp]:
+        req = first
+        while True:
+            yield from req.ops
+            if req.done:
+                self.done = True
+                break
+            nxt = next(rest, None)
+            if nxt is None:
+                return
+            if nxt.HasField("commit"):
+                raise errors.InvalidArgument(
+                    "ModifyFile: only the first message may name the commit")
+            req = nxt
+        if next(rest, None) is not None:
+            raise errors.InvalidArgument("ModifyFile: messages after the final (done) one")
+
+    def __iter__(self) -> Iterator[pfs_pb2.FileOp]:
+        return self._it
+
+    def __next__(self) -> pfs_pb2.FileOp:
+        return next(self._it)
 
 
 class _FilePieces:
@@ -526,7 +555,7 @@ class _FilePieces:
     stream lazily, so a large file is never held in memory.
     """
 
-    def __init__(self, first: pfs_pb2.AddFile, ops: Iterator[pfs_pb2.FileOp]) -> None:
+    def __init__(self, first: pfs_pb2.AddFile, ops: _OpStream) -> None:
         self._path = first.path
         self._ops = ops
         self._next: bytes | None = first.data
@@ -596,7 +625,8 @@ def serve(pfs: PFS, address: str = "127.0.0.1:0", *, registrars: Sequence[Regist
         # same port silently and split the traffic between the two.
         options=[*channel_options(), ("grpc.so_reuseport", 0)],
     )
-    pfs_pb2_grpc.add_APIServicer_to_server(PFSServicer(pfs), server)
+    pfs_pb2_grpc.add_APIServicer_to_server(  # type: ignore[no-untyped-call]
+        PFSServicer(pfs), server)
     for register in registrars:
         register(server)
     try:

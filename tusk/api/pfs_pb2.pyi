@@ -369,12 +369,14 @@ class FileOp(_message.Message):
     def __init__(self, add_file: _Optional[_Union[AddFile, _Mapping]] = ..., delete_file: _Optional[_Union[DeleteFile, _Mapping]] = ..., copy_file: _Optional[_Union[CopyFile, _Mapping]] = ...) -> None: ...
 
 class ModifyFileRequest(_message.Message):
-    __slots__ = ("commit", "ops")
+    __slots__ = ("commit", "ops", "done")
     COMMIT_FIELD_NUMBER: _ClassVar[int]
     OPS_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
     commit: Commit
     ops: _containers.RepeatedCompositeFieldContainer[FileOp]
-    def __init__(self, commit: _Optional[_Union[Commit, _Mapping]] = ..., ops: _Optional[_Iterable[_Union[FileOp, _Mapping]]] = ...) -> None: ...
+    done: bool
+    def __init__(self, commit: _Optional[_Union[Commit, _Mapping]] = ..., ops: _Optional[_Iterable[_Union[FileOp, _Mapping]]] = ..., done: _Optional[bool] = ...) -> None: ...
 
 class GetFileRequest(_message.Message):
     __slots__ = ("file", "offset")
