@@ -66,6 +66,11 @@ rebuilt page whose last entry is no longer a boundary carries its entries into t
 next page. Writes are therefore O(k log n) for k changed files. :func:`build` is
 :func:`apply` on an empty tree, which is also why incremental and from-scratch trees
 are identical.
+
+Limits: page sizes follow a geometric distribution, so they are bounded only
+statistically; names crafted to avoid boundaries make one large page (correct, just
+slower). A chunk list longer than :data:`INLINE_CHUNKS` is one node however long it
+is, and appending to a file rewrites its whole chunk list.
 """
 
 from __future__ import annotations
