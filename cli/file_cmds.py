@@ -77,15 +77,44 @@ def _stdin_chunks() -> Iterator[bytes]:
         yield chunk
 
 
+def _is_url(src: str) -> bool:
+    return src.startswith(("http://", "https://"))
+
+
+def _url_chunks(url: str) -> Iterator[bytes]:
+    """Stream an http(s) URL's body (pachctl's tutorials put files from URLs)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp:
+            while chunk := resp.read(_CHUNK):
+                yield chunk
+    except (urllib.error.URLError, TimeoutError) as e:
+        reason = getattr(e, "reason", e)
+        raise CLIError(f"cannot download {url}: {reason}") from None
+
+
+def _url_name(url: str) -> str:
+    """The local-path-like part of a URL, so target path rules apply to it."""
+    import urllib.parse
+
+    path = urllib.parse.urlsplit(url).path
+    return path if path.strip("/") else "/index"
+
+
 def _check_sources(sources: list[str], recursive: bool) -> None:
     """Fail on a missing source before anything is uploaded (no stray empty commit)."""
     if sources.count("-") > 1:
         raise UsageError("stdin (-f -) can be given only once")
     for src in sources:
-        if src == "-":
+        if src == "-" or _is_url(src):
             continue
         if "://" in src:
-            raise CLIError(f"cannot read {src}: URL sources are not supported; download it first")
+            raise CLIError(
+                f"cannot read {src}: only local files, - (stdin) and http(s) URLs are "
+                "supported; download it first"
+            )
         if not os.path.exists(src):
             raise CLIError(f"cannot read {src}: no such file or directory")
         if os.path.isdir(src) and not recursive:
@@ -104,7 +133,9 @@ def run_put_file(ctx: Context, args: argparse.Namespace) -> int:
     # bad combination (stdin without a path) fails before the upload starts.
     plan: list[tuple[str, str | None]] = []  # (source, target or None for a dir)
     for src in sources:
-        if src != "-" and os.path.isdir(src):
+        if _is_url(src):
+            plan.append((src, refs.target_path(_url_name(src), path, n, args.full_path)))
+        elif src != "-" and os.path.isdir(src):
             plan.append((src, None))
         else:
             plan.append((src, refs.target_path(src, path, n, args.full_path)))
@@ -118,6 +149,8 @@ def run_put_file(ctx: Context, args: argparse.Namespace) -> int:
                     )
             elif src == "-":
                 writer.put_file(dst, _stdin_chunks(), append=args.append)
+            elif _is_url(src):
+                writer.put_file(dst, _url_chunks(src), append=args.append)
             else:
                 writer.put_file_from_path(dst, src, append=args.append)
     return 0
@@ -375,7 +408,7 @@ def register(verbs: dict[str, Any]) -> None:
         action="append",
         default=[],
         metavar="SRC",
-        help="a local file or directory, or - for stdin (repeatable)",
+        help="a local file or directory, an http(s) URL, or - for stdin (repeatable)",
     )
     p.add_argument("-r", "--recursive", action="store_true", help="upload directories' files")
     p.add_argument(

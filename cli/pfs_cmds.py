@@ -171,7 +171,18 @@ def run_inspect_repo(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def run_delete_repo(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.client().delete_repo(refs.check_repo_name(args.repo), force=args.force)
+    client = ctx.client()
+    if args.all == (args.repo is not None):
+        raise UsageError("give either a REPO or --all")
+    if args.repo is not None:
+        client.delete_repo(refs.check_repo_name(args.repo), force=args.force)
+        return 0
+    # --all: user repos only, as pachctl (spec/meta repos go with their pipelines).
+    # Names are collected first: deleting while the listing streams would
+    # change what the stream walks over.
+    names = [ri.repo.name for ri in client.list_repo(type="user")]
+    for name in names:
+        client.delete_repo(name, force=args.force)
     return 0
 
 
@@ -331,7 +342,8 @@ def register(verbs: dict[str, Any]) -> None:
     add_output_flags(p)
 
     p = noun_parser(verbs["delete"], "repo", run_delete_repo, "delete a repo")
-    p.add_argument("repo", metavar="REPO")
+    p.add_argument("repo", metavar="REPO", nargs="?")
+    p.add_argument("--all", action="store_true", help="delete every user repo")
     p.add_argument(
         "-f", "--force", action="store_true", help="delete even if other repos depend on it"
     )

@@ -38,6 +38,8 @@ def _free_port() -> int:
 def _env(address: str) -> dict[str, str]:
     env = dict(os.environ)
     env["TUSK_ADDRESS"] = address
+    # The URL test serves files on 127.0.0.1: never route that through a proxy.
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
@@ -506,3 +508,76 @@ def test_usage_errors_exit_2(tusk: Tusk) -> None:
 def test_version(tusk: Tusk) -> None:
     out = tusk.ok("version")
     assert out.split()[:2] == ["COMPONENT", "VERSION"] and "tusk" in out
+
+
+def test_put_file_from_an_http_url(tusk: Tusk, repo: str, tmp_path: Path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    (tmp_path / "liberty.png").write_bytes(b"\x89PNG" + bytes(range(256)) * 40)
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(tmp_path)
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/liberty.png"
+        tusk.ok("put", "file", f"{repo}@master", "-f", url)
+        tusk.ok("put", "file", f"{repo}@master:/img/x.png", "-f", url)
+        missing = f"http://127.0.0.1:{server.server_address[1]}/nope.png"
+        assert "cannot download" in tusk.fails("put", "file", f"{repo}@master:/n", "-f", missing)
+    finally:
+        server.shutdown()
+        server.server_close()
+    data = (tmp_path / "liberty.png").read_bytes()
+    assert tusk.run("get", "file", f"{repo}@master:/liberty.png").raw == data
+    assert tusk.run("get", "file", f"{repo}@master:/img/x.png").raw == data
+    assert "/n" not in _names(tusk, f"{repo}@master:/*")  # the failed put left nothing
+
+
+def test_subscribe_from_and_raw(tusk: Tusk, repo: str) -> None:
+    for i in range(3):
+        tusk.ok("put", "file", f"{repo}@master:/f", "-f", "-", input=str(i).encode())
+    ids = [
+        json.loads(line)["commit"]["id"]
+        for line in _lines(tusk.ok("list", "commit", f"{repo}@master", "--raw"))
+    ][::-1]
+    sub = subprocess.Popen(
+        [*TUSK, "subscribe", "commit", f"{repo}@master", "--from", ids[1], "--raw"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(tusk.address),
+    )
+    try:
+        assert sub.stdout is not None
+        first = json.loads(sub.stdout.readline())
+        # --from: the stream starts at (or right after) the given commit, never before it
+        assert first["commit"]["id"] in ids[1:]
+        sub.send_signal(signal.SIGINT)
+        assert sub.wait(timeout=10) == 0
+    finally:
+        if sub.poll() is None:
+            os.kill(sub.pid, signal.SIGKILL)
+            sub.wait()
+
+
+def test_wait_commit_set_and_full_timestamps(tusk: Tusk, repo: str) -> None:
+    c = tusk.ok("start", "commit", f"{repo}@master").strip()
+    tusk.ok("finish", "commit", f"{repo}@{c}")
+    out = tusk.ok("wait", "commit", c)
+    assert _lines(out)[0].split()[0] == "REPO" and c in out
+    info = tusk.ok("inspect", "commit", f"{repo}@{c}", "--full-timestamps")
+    started = next(line for line in info.splitlines() if line.startswith("Started:"))
+    assert "ago" not in started and started.split()[1].count("-") == 2
+
+
+def test_get_file_recursive_glob(tusk: Tusk, repo: str, tmp_path: Path) -> None:
+    for p in ("/d1/a", "/d2/b", "/other"):
+        tusk.ok("put", "file", f"{repo}@master:{p}", "-f", "-", input=p.encode())
+    out = tmp_path / "out"
+    tusk.ok("get", "file", "-r", f"{repo}@master:/d*", "-o", str(out))
+    got = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert got == ["d1/a", "d2/b"]
+    assert "add -o DIR" in tusk.fails("get", "file", "-r", f"{repo}@master:/d1", code=2)
