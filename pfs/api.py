@@ -151,8 +151,10 @@ class PFS:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._provisional: dict[tuple[str, str, int], Tree] = {}
-        # Hooks for PPS: called (inside the lock, after the txn) with the
-        # commits a transaction created, and when a commit finishes.
+        # Hooks for PPS. ``txn_hooks`` see the commits a transaction is about
+        # to create and return extra ops for the same transaction (job
+        # records); the others are called inside the lock after the txn.
+        self.txn_hooks: list[Callable[[list[CommitRec]], list[Op]]] = []
         self.on_commits_created: list[Callable[[list[CommitRec]], None]] = []
         self.on_commit_finished: list[Callable[[CommitRec], None]] = []
         self.protected_repos: Callable[[str], str | None] = lambda repo: None
@@ -444,6 +446,28 @@ class PFS:
                     f"multiple branches from the same repo, {r!r}, cannot participate in a DAG")
             repos_seen[r] = n
 
+    def set_branch_provenance(self, repo: str, branch: str, provenance: Sequence[BranchRef],
+                              new_head: bool) -> None:
+        """Replace a branch's provenance (pipelines: stop/start). With
+        ``new_head`` a new open head commit over the provenance heads is made
+        and propagated, as when a branch is created with provenance."""
+        with self._lock:
+            b = self._get_branch(repo, branch)
+            if b is None:
+                raise BranchNotFound(repo, branch)
+            prov = [[p.repo, p.name] for p in provenance]
+            self._validate_dag(repo, branch, prov)
+            b.provenance = prov
+            if not new_head:
+                self.meta.put(keys.branch(repo, branch), _dump(b))
+                self._changed.notify_all()
+                return
+            c = CommitRec(repo=repo, id=new_id(), branch=branch, origin="AUTO", parent=b.head,
+                          started=self.clock())
+            c.provenance = self._provenance_heads(b, {})
+            b.head = c.id
+            self._commit_txn([c], [b], created_on=b, set_id=c.id)
+
     def delete_branch(self, repo: str, branch: str, force: bool = False) -> None:
         with self._lock:
             self._get_repo(repo)
@@ -525,6 +549,8 @@ class PFS:
             ops.append(Put(keys.commitset_member(c.id, c.repo), b""))
         for b in branches:
             ops.append(Put(keys.branch(b.repo, b.name), _dump(b)))
+        for txn_hook in self.txn_hooks:
+            ops += txn_hook(list(commits) + propagated)
         if not self.meta.txn(list(compares), ops):
             raise TuskError("a concurrent change to the same branch won; retry the command")
         everything = list(commits) + propagated
@@ -573,6 +599,10 @@ class PFS:
             c = self.resolve(repo, ref)
             if c.finishing is not None:
                 raise CommitFinished(repo, c.id)
+            if not force and self.protected_repos(repo) and c.origin == "AUTO":
+                raise FailedPrecondition(
+                    f"cannot finish a pipeline output commit ({repo}@{c.id}), use "
+                    f"`tusk stop job {repo}@{c.id}` instead (or --force)")
             c.finishing = self.clock()
             if description is not None:
                 c.description = description
