@@ -121,5 +121,10 @@ def noun_parser(
     p: argparse.ArgumentParser = verb.add_parser(
         noun, aliases=aliases, help=help, description=description or help
     )
+    # --address is global, but users put it after the command too; SUPPRESS
+    # keeps an absent one from overwriting the global value.
+    p.add_argument(
+        "--address", default=argparse.SUPPRESS, metavar="HOST:PORT", help="the daemon's address"
+    )
     p.set_defaults(run=run)
     return p

@@ -581,3 +581,10 @@ def test_get_file_recursive_glob(tusk: Tusk, repo: str, tmp_path: Path) -> None:
     got = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert got == ["d1/a", "d2/b"]
     assert "add -o DIR" in tusk.fails("get", "file", "-r", f"{repo}@master:/d1", code=2)
+
+
+def test_address_flag_overrides_the_environment(tusk: Tusk, repo: str) -> None:
+    closed = Tusk(f"127.0.0.1:{_free_port()}")  # TUSK_ADDRESS points nowhere
+    assert repo in closed.ok("list", "repo", "--address", tusk.address)
+    assert repo in closed.ok("--address", tusk.address, "list", "repo")
+    closed.fails("list", "repo", code=3)
