@@ -78,7 +78,9 @@ Command = Callable[[Context, argparse.Namespace], int]
 
 def add_output_flags(p: argparse.ArgumentParser, timestamps: bool = True) -> None:
     """``--raw``, ``-o/--output json|yaml`` and ``--full-timestamps``."""
-    p.add_argument("--raw", action="store_true", help="print the API messages (JSON) instead of a table")
+    p.add_argument(
+        "--raw", action="store_true", help="print the API messages (JSON) instead of a table"
+    )
     p.add_argument(
         "-o",
         "--output",
@@ -87,9 +89,7 @@ def add_output_flags(p: argparse.ArgumentParser, timestamps: bool = True) -> Non
         help="format of --raw output (default json)",
     )
     if timestamps:
-        p.add_argument(
-            "--full-timestamps", action="store_true", help="print absolute timestamps"
-        )
+        p.add_argument("--full-timestamps", action="store_true", help="print absolute timestamps")
 
 
 def printer(args: argparse.Namespace) -> Printer:

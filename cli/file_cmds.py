@@ -144,9 +144,7 @@ def run_put_file(ctx: Context, args: argparse.Namespace) -> int:
             if dst is None:
                 root = refs.dir_target_root(src, path, n, args.full_path)
                 for rel, repo_path in refs.dir_targets(root, _walk_dir(src)):
-                    writer.put_file_from_path(
-                        repo_path, os.path.join(src, rel), append=args.append
-                    )
+                    writer.put_file_from_path(repo_path, os.path.join(src, rel), append=args.append)
             elif src == "-":
                 writer.put_file(dst, _stdin_chunks(), append=args.append)
             elif _is_url(src):
@@ -318,7 +316,8 @@ def run_diff_file(ctx: Context, args: argparse.Namespace) -> int:
         for resp in pairs:
             n = resp.new_file if resp.HasField("new_file") else None
             o = resp.old_file if resp.HasField("old_file") else None
-            if not args.name_only and ((n is not None and not _is_dir(n)) or (o is not None and not _is_dir(o))):
+            is_file = (n is not None and not _is_dir(n)) or (o is not None and not _is_dir(o))
+            if is_file and not args.name_only:
                 # Keep only small handles (FileInfo messages), capped, for the
                 # content diffs printed after the table.
                 if len(changed) < _MAX_CONTENT_DIFFS:
@@ -331,11 +330,8 @@ def run_diff_file(ctx: Context, args: argparse.Namespace) -> int:
                 yield ("-", o)
 
     if args.name_only:
-        seen_any = False
         for op, fi in rows():
-            seen_any = True
             out.write(f"{op} {fi.file.path}\n")
-        del seen_any
         out.flush()
         return 0
     p.items(rows(), DIFF_HEADER, lambda r: [r[0], human_size(r[1].size_bytes), r[1].file.path])
@@ -367,7 +363,9 @@ def run_delete_file(ctx: Context, args: argparse.Namespace) -> int:
         except api_errors().FileNotFound:
             fi = None  # deleting a missing path is a no-op (pachctl's rule)
         if fi is not None and _is_dir(fi):
-            raise CLIError(f"{fref.path} is a directory: use -r to delete it and everything under it")
+            raise CLIError(
+                f"{fref.path} is a directory: use -r to delete it and everything under it"
+            )
     elif fref.path == "/" and not args.recursive:
         raise CLIError("deleting / removes every file: use -r to confirm")
     with client.modify_file(fref.repo, fref.ref) as writer:
@@ -412,7 +410,10 @@ def register(verbs: dict[str, Any]) -> None:
     )
     p.add_argument("-r", "--recursive", action="store_true", help="upload directories' files")
     p.add_argument(
-        "-a", "--append", action="store_true", help="append to existing files instead of overwriting"
+        "-a",
+        "--append",
+        action="store_true",
+        help="append to existing files instead of overwriting",
     )
     p.add_argument(
         "--full-path",
@@ -423,7 +424,9 @@ def register(verbs: dict[str, Any]) -> None:
     p = noun_parser(verbs["get"], "file", run_get_file, "print a file (or download a tree with -r)")
     p.add_argument("file_ref", metavar="REPO@BRANCH-OR-COMMIT:PATH")
     p.add_argument("-r", "--recursive", action="store_true", help="download a directory (needs -o)")
-    p.add_argument("-o", "--output", metavar="PATH", help="write to this local file (directory with -r)")
+    p.add_argument(
+        "-o", "--output", metavar="PATH", help="write to this local file (directory with -r)"
+    )
     p.add_argument("--offset", type=int, default=0, help="skip this many bytes")
 
     p = noun_parser(verbs["list"], "file", run_list_file, "list a directory's files")
@@ -453,9 +456,13 @@ def register(verbs: dict[str, Any]) -> None:
 
     p = noun_parser(verbs["delete"], "file", run_delete_file, "delete a file or directory")
     p.add_argument("file_ref", metavar="REPO@BRANCH-OR-COMMIT:PATH")
-    p.add_argument("-r", "--recursive", action="store_true", help="delete a directory and its contents")
+    p.add_argument(
+        "-r", "--recursive", action="store_true", help="delete a directory and its contents"
+    )
 
-    p = noun_parser(verbs["copy"], "file", run_copy_file, "copy files between commits (by reference)")
+    p = noun_parser(
+        verbs["copy"], "file", run_copy_file, "copy files between commits (by reference)"
+    )
     p.add_argument("src", metavar="SRC-REPO@REF:PATH")
     p.add_argument("dst", metavar="DST-REPO@BRANCH:PATH")
     p.add_argument("-a", "--append", action="store_true", help="append instead of overwriting")

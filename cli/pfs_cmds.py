@@ -263,7 +263,9 @@ def run_list_commit(ctx: Context, args: argparse.Namespace) -> int:
     origin = _origin(args)
     client = ctx.client()
     if args.target is None:
-        return _show(p, client.list_commit_set(number=args.number), COMMIT_SET_HEADER, commit_set_row)
+        return _show(
+            p, client.list_commit_set(number=args.number), COMMIT_SET_HEADER, commit_set_row
+        )
     if "@" not in args.target and COMMIT_SET_ID_RE.match(args.target):
         # `list commit <id>`: the commits of one commit set (global id).
         return _show(p, client.inspect_commit_set(args.target), COMMIT_HEADER, commit_row)
@@ -284,7 +286,9 @@ def run_wait_commit(ctx: Context, args: argparse.Namespace) -> int:
     client = ctx.client()
     if "@" not in args.commit and COMMIT_SET_ID_RE.match(args.commit):
         # A commit set: wait for every commit in it.
-        return _show(p, client.inspect_commit_set(args.commit, wait=True), COMMIT_HEADER, commit_row)
+        return _show(
+            p, client.inspect_commit_set(args.commit, wait=True), COMMIT_HEADER, commit_row
+        )
     repo, ref = refs.parse_commit(args.commit)
     ci = client.inspect_commit(repo, ref, wait="FINISHED")
     p.block(ci, lambda m: commit_block(p, m))
@@ -294,9 +298,7 @@ def run_wait_commit(ctx: Context, args: argparse.Namespace) -> int:
 def run_subscribe_commit(ctx: Context, args: argparse.Namespace) -> int:
     p = printer(args)
     repo, branch = refs.parse_branch(args.branch)
-    stream = ctx.client().subscribe_commit(
-        repo, branch, from_commit=args.from_commit, new=args.new
-    )
+    stream = ctx.client().subscribe_commit(repo, branch, from_commit=args.from_commit, new=args.new)
     try:
         for ci in stream:
             if p.raw:

@@ -33,9 +33,7 @@ _NAME = r"[A-Za-z0-9_-]+"
 _NAME_RE = re.compile(rf"^{_NAME}$")
 # A ref: a branch name or commit id, optionally ``branch=id``, then at most one
 # ancestry suffix: a run of ``^`` or of ``~`` (not mixed), ``^N``/``~N``, or ``.N``.
-_REF_RE = re.compile(
-    rf"^(?P<base>{_NAME}(?:={_NAME})?)(?P<anc>\^+|~+|[\^~][0-9]+|\.[0-9]+)?$"
-)
+_REF_RE = re.compile(rf"^(?P<base>{_NAME}(?:={_NAME})?)(?P<anc>\^+|~+|[\^~][0-9]+|\.[0-9]+)?$")
 
 COMMIT_FORM = "REPO@BRANCH-OR-COMMIT"
 FILE_FORM = "REPO@BRANCH-OR-COMMIT[:PATH]"
@@ -164,8 +162,7 @@ def _source_name(source: str, full_path: bool) -> str:
     name = cleaned.lstrip("/") if full_path else posixpath.basename(cleaned)
     if name in ("", ".", ".."):
         raise RefError(
-            f'cannot name source "{source}" inside the repo: give a target path '
-            "(REPO@BRANCH:PATH)"
+            f'cannot name source "{source}" inside the repo: give a target path (REPO@BRANCH:PATH)'
         )
     return name
 

@@ -209,7 +209,13 @@ def test_start_put_stdin_finish_list(tusk: Tusk, repo: str) -> None:
     tusk.ok("finish", "commit", f"{repo}@{commit}")
     out = tusk.ok("list", "commit", repo)
     assert _lines(out)[0].split() == [
-        "REPO", "BRANCH", "COMMIT", "FINISHED", "SIZE", "ORIGIN", "DESCRIPTION"
+        "REPO",
+        "BRANCH",
+        "COMMIT",
+        "FINISHED",
+        "SIZE",
+        "ORIGIN",
+        "DESCRIPTION",
     ]
     assert commit in out
     assert tusk.run("get", "file", f"{repo}@master:/file").raw == b"x\n"
@@ -230,14 +236,18 @@ def test_ancestry(tusk: Tusk, repo: str) -> None:
     ids = []
     for i in range(3):
         tusk.ok("put", "file", f"{repo}@master:/f", "-f", "-", input=f"v{i}".encode())
-        ids.append(json.loads(tusk.ok("inspect", "commit", f"{repo}@master", "--raw"))["commit"]["id"])
+        ids.append(
+            json.loads(tusk.ok("inspect", "commit", f"{repo}@master", "--raw"))["commit"]["id"]
+        )
     assert tusk.run("get", "file", f"{repo}@master^:/f").raw == b"v1"
     assert tusk.run("get", "file", f"{repo}@master^^:/f").raw == b"v0"
     assert tusk.run("get", "file", f"{repo}@master~2:/f").raw == b"v0"
     assert tusk.run("get", "file", f"{repo}@master.3:/f").raw == b"v2"
 
     def commit_id(ref: str) -> str:
-        return str(json.loads(tusk.ok("inspect", "commit", f"{repo}@{ref}", "--raw"))["commit"]["id"])
+        return str(
+            json.loads(tusk.ok("inspect", "commit", f"{repo}@{ref}", "--raw"))["commit"]["id"]
+        )
 
     assert commit_id("master^") == ids[1]
     assert commit_id("master^2") == ids[0]
@@ -307,7 +317,9 @@ def test_delete_commit(tusk: Tusk, repo: str) -> None:
     err = tusk.fails("delete", "commit", f"{repo}@{first}")
     assert "children" in err
     tusk.ok("delete", "commit", f"{repo}@master")
-    assert json.loads(tusk.ok("inspect", "commit", f"{repo}@master", "--raw"))["commit"]["id"] == first
+    assert (
+        json.loads(tusk.ok("inspect", "commit", f"{repo}@master", "--raw"))["commit"]["id"] == first
+    )
 
 
 def test_list_commit_sets(tusk: Tusk, repo: str) -> None:
@@ -323,7 +335,9 @@ def test_list_commit_sets(tusk: Tusk, repo: str) -> None:
 
 
 def _names(tusk: Tusk, ref: str) -> list[str]:
-    return [json.loads(line)["file"]["path"] for line in _lines(tusk.ok("glob", "file", ref, "--raw"))]
+    return [
+        json.loads(line)["file"]["path"] for line in _lines(tusk.ok("glob", "file", ref, "--raw"))
+    ]
 
 
 def test_put_file_target_paths(tusk: Tusk, repo: str, tmp_path: Path) -> None:
@@ -351,7 +365,8 @@ def test_put_file_recursive_puts_contents_under_the_target(
     (d / "sub" / "two").write_bytes(b"22")
     tusk.ok("put", "file", "-r", f"{repo}@master:/", "-f", str(d))
     assert sorted(n for n in _names(tusk, f"{repo}@master:/**") if not n.endswith("/")) == [
-        "/one", "/sub/two"
+        "/one",
+        "/sub/two",
     ]
     err = tusk.fails("put", "file", f"{repo}@master:/x", "-f", str(d))
     assert "use -r" in err
@@ -361,8 +376,15 @@ def test_several_sources_make_one_commit(tusk: Tusk, repo: str, tmp_path: Path) 
     for name in ("a", "b", "c"):
         (tmp_path / name).write_bytes(name.encode())
     tusk.ok(
-        "put", "file", f"{repo}@master:/pre", "-f", str(tmp_path / "a"), "-f",
-        str(tmp_path / "b"), "-f", str(tmp_path / "c"),
+        "put",
+        "file",
+        f"{repo}@master:/pre",
+        "-f",
+        str(tmp_path / "a"),
+        "-f",
+        str(tmp_path / "b"),
+        "-f",
+        str(tmp_path / "c"),
     )
     files = _names(tusk, f"{repo}@master:/pre/*")
     assert files == ["/pre/a", "/pre/b", "/pre/c"]
@@ -426,9 +448,7 @@ def test_get_file_tree_round_trip(tusk: Tusk, repo: str, tmp_path: Path) -> None
     tusk.ok("put", "file", "-r", f"{repo}@master:/tree", "-f", str(src))
     out = tmp_path / "out"
     tusk.ok("get", "file", "-r", f"{repo}@master:/tree", "-o", str(out))
-    got = {
-        str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()
-    }
+    got = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert got == files
 
 
@@ -489,7 +509,11 @@ def test_no_daemon_fails_fast_with_a_hint(tmp_path: Path) -> None:
     port = _free_port()  # nothing listens here
     start = time.monotonic()
     p = subprocess.run(
-        [*TUSK, "list", "repo"], capture_output=True, check=False, env=_env(f"127.0.0.1:{port}"), timeout=30
+        [*TUSK, "list", "repo"],
+        capture_output=True,
+        check=False,
+        env=_env(f"127.0.0.1:{port}"),
+        timeout=30,
     )
     elapsed = time.monotonic() - start
     err = p.stderr.decode().strip()
@@ -516,9 +540,7 @@ def test_put_file_from_an_http_url(tusk: Tusk, repo: str, tmp_path: Path) -> Non
     import threading
 
     (tmp_path / "liberty.png").write_bytes(b"\x89PNG" + bytes(range(256)) * 40)
-    handler = functools.partial(
-        http.server.SimpleHTTPRequestHandler, directory=str(tmp_path)
-    )
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

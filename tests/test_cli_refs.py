@@ -35,15 +35,23 @@ def test_commit_refs_pass_through_verbatim(text: str, expected: tuple[str, str])
 
 @pytest.mark.parametrize(
     "text",
-    ["a@@b", "repo", "repo@", "@master", "re po@master", "repo@master^~", "repo@master.x",
-     "repo@mas ter", "repo@master^-1", "repo@master:/x"],
+    [
+        "a@@b",
+        "repo",
+        "repo@",
+        "@master",
+        "re po@master",
+        "repo@master^~",
+        "repo@master.x",
+        "repo@mas ter",
+        "repo@master^-1",
+        "repo@master:/x",
+    ],
 )
 def test_malformed_commit_refs_say_the_expected_form(text: str) -> None:
     with pytest.raises(RefError) as e:
         refs.parse_commit(text)
-    assert str(e.value) == (
-        f'invalid commit reference "{text}": expected REPO@BRANCH-OR-COMMIT'
-    )
+    assert str(e.value) == (f'invalid commit reference "{text}": expected REPO@BRANCH-OR-COMMIT')
 
 
 def test_repo_ref_is_optional_for_list_commit() -> None:
@@ -177,8 +185,14 @@ def test_recursive_dir_without_path_keeps_its_name() -> None:
 
 @pytest.mark.parametrize(
     "n, text",
-    [(0, "0 B"), (512, "512 B"), (1229, "1.2 KiB"), (1024, "1 KiB"), (5 * 1024**2, "5 MiB"),
-     (3 * 1024**3 // 2, "1.5 GiB")],
+    [
+        (0, "0 B"),
+        (512, "512 B"),
+        (1229, "1.2 KiB"),
+        (1024, "1 KiB"),
+        (5 * 1024**2, "5 MiB"),
+        (3 * 1024**3 // 2, "1.5 GiB"),
+    ],
 )
 def test_human_size(n: int, text: str) -> None:
     assert human_size(n) == text
@@ -186,9 +200,16 @@ def test_human_size(n: int, text: str) -> None:
 
 @pytest.mark.parametrize(
     "seconds, text",
-    [(0.2, "Less than a second"), (1, "1 second"), (5, "5 seconds"), (70, "About a minute"),
-     (600, "10 minutes"), (3600, "About an hour"), (5 * 3600, "5 hours"),
-     (3 * 86400, "3 days")],
+    [
+        (0.2, "Less than a second"),
+        (1, "1 second"),
+        (5, "5 seconds"),
+        (70, "About a minute"),
+        (600, "10 minutes"),
+        (3600, "About an hour"),
+        (5 * 3600, "5 hours"),
+        (3 * 86400, "3 days"),
+    ],
 )
 def test_human_duration(seconds: float, text: str) -> None:
     assert human_duration(seconds) == text
