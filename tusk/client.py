@@ -411,7 +411,10 @@ class ModifyFile:
     def __init__(self, client: Client, repo: str, ref: Ref) -> None:
         self._client = client
         self._queue: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_DEPTH)
-        self._ops: list[pfs_pb2.FileOp] = []
+        # Ops are built in place in the pending message: nesting constructors
+        # (FileOp(add_file=AddFile(data=...))) copies the data at every level,
+        # which costs more than the whole gRPC send for large pieces.
+        self._msg = pfs_pb2.ModifyFileRequest()
         self._buffered = 0
         self._closed = False
         self.commit_info: pfs_pb2.CommitInfo | None = None
@@ -459,21 +462,28 @@ class ModifyFile:
                 self._fail_if_done()
 
     def _flush(self) -> None:
-        if self._ops:
-            self._send(pfs_pb2.ModifyFileRequest(ops=self._ops))
-            self._ops, self._buffered = [], 0
+        if self._msg.ops:
+            self._send(self._msg)
+            self._msg, self._buffered = pfs_pb2.ModifyFileRequest(), 0
 
-    def _add(self, op: pfs_pb2.FileOp, size: int) -> None:
+    def _new_op(self) -> pfs_pb2.FileOp:
         if self._closed:
             raise errors.FailedPrecondition("this modify_file block is already closed")
-        self._ops.append(op)
+        op: pfs_pb2.FileOp = self._msg.ops.add()
+        return op
+
+    def _added(self, size: int) -> None:
         self._buffered += size + 64  # rough per-op framing
         if self._buffered >= PIECE_BYTES:
             self._flush()
 
     def _add_piece(self, path: str, data: bytes, append: bool, more: bool) -> None:
-        self._add(pfs_pb2.FileOp(add_file=pfs_pb2.AddFile(
-            path=path, append=append, data=data, more=more)), len(data))
+        add = self._new_op().add_file
+        add.path = path
+        add.data = data
+        add.append = append
+        add.more = more
+        self._added(len(data))
 
     def put_file(self, path: str, data: bytes | IO[bytes] | Iterable[bytes],
                  append: bool = False) -> None:
@@ -505,14 +515,17 @@ class ModifyFile:
 
     def delete_file(self, path: str) -> None:
         """Delete a file or a directory's subtree (a missing path is a no-op)."""
-        self._add(pfs_pb2.FileOp(delete_file=pfs_pb2.DeleteFile(path=path)), len(path))
+        self._new_op().delete_file.path = path
+        self._added(len(path))
 
     def copy_file(self, src_repo: str, src_ref: Ref, src_path: str, dst_path: str,
                   append: bool = False) -> None:
         """Copy a file or directory by reference (no data moves)."""
-        self._add(pfs_pb2.FileOp(copy_file=pfs_pb2.CopyFile(
-            src=_file(src_repo, src_ref, src_path), dst_path=dst_path, append=append)),
-            len(src_path) + len(dst_path))
+        cp = self._new_op().copy_file
+        cp.src.CopyFrom(_file(src_repo, src_ref, src_path))
+        cp.dst_path = dst_path
+        cp.append = append
+        self._added(len(src_path) + len(dst_path))
 
     def close(self) -> pfs_pb2.CommitInfo:
         """Send what is buffered, end the stream and wait for the commit."""
@@ -521,8 +534,9 @@ class ModifyFile:
                 raise errors.FailedPrecondition("this modify_file block was aborted")
             return self.commit_info
         # The final message carries `done`: without it the server aborts.
-        self._send(pfs_pb2.ModifyFileRequest(ops=self._ops, done=True))
-        self._ops, self._buffered = [], 0
+        self._msg.done = True
+        self._send(self._msg)
+        self._msg, self._buffered = pfs_pb2.ModifyFileRequest(), 0
         self._closed = True
         self._send(_END)
         self.commit_info = self._result()

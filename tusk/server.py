@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import queue
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -415,8 +416,9 @@ class PFSServicer:
         # Resolving the target here makes a missing repo fail before any upload.
         writer = self.pfs.modify_file(_need(first.commit.repo, "repo name"),
                                       commit_ref(first.commit))
+        prefetch = _Prefetch(requests)
         try:
-            stream = _OpStream(first, requests)
+            stream = _OpStream(first, prefetch)
             self._apply_ops(writer, stream)
             if not stream.done or not ctx.is_active():
                 # No `done` marker: the client cancelled (see ModifyFileRequest).
@@ -427,6 +429,8 @@ class PFSServicer:
             # Client cancellation surfaces here as an RpcError from `requests`.
             writer.abort()
             raise
+        finally:
+            prefetch.stop()
         return commit_info_msg(ci)
 
     @staticmethod
@@ -510,6 +514,62 @@ class PFSServicer:
             yield pfs_pb2.DiffFileResponse(
                 new_file=file_info_msg(new_fi) if new_fi else None,
                 old_file=file_info_msg(old_fi) if old_fi else None)
+
+
+class _Prefetch:
+    """Reads a request stream ahead on its own thread (a few messages deep).
+
+    Receiving a message and storing the previous one then overlap: receiving
+    waits on the network outside the GIL while ``put_file`` chunks and hashes.
+    """
+
+    _END = object()
+
+    def __init__(self, it: Iterator[_R], depth: int = 4) -> None:
+        self._it = it
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._pump, name="tusk-prefetch", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _pump(self) -> None:
+        try:
+            for item in self._it:
+                if not self._put(item):
+                    return
+            self._put(self._END)
+        except BaseException as exc:  # noqa: BLE001 -- handed to the consumer, raised there
+            self._put(_Raised(exc))
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        item = self._queue.get()
+        if item is self._END:
+            self._queue.put(item)  # stay exhausted
+            raise StopIteration
+        if isinstance(item, _Raised):
+            raise item.exc
+        return item
+
+    def stop(self) -> None:
+        """Let the reader thread go (it ends with the call's request stream)."""
+        self._stopped.set()
+
+
+class _Raised:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
 
 
 class _OpStream:
