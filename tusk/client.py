@@ -368,16 +368,26 @@ class Client:
             file=_file(repo, ref, path)))
         return r
 
+    def _file_infos(self, method: str, request: Any) -> Stream[pfs_pb2.FileInfo]:
+        # The server sends FileInfoBatch messages (see pfs.proto); callers see entries.
+        batches: Stream[pfs_pb2.FileInfoBatch] = self._stream(method, request)
+        try:
+            for batch in batches:
+                yield from batch.file_infos
+        finally:
+            batches.close()
+
     def list_file(self, repo: str, ref: Ref, path: str = "/") -> Stream[pfs_pb2.FileInfo]:
         """Immediate children of a directory, sorted (directories end in "/")."""
-        return self._stream("ListFile", pfs_pb2.ListFileRequest(file=_file(repo, ref, path)))
+        return self._file_infos("ListFile", pfs_pb2.ListFileRequest(file=_file(repo, ref, path)))
 
     def walk_file(self, repo: str, ref: Ref, path: str = "/") -> Stream[pfs_pb2.FileInfo]:
         """The whole subtree under ``path`` in pre-order, directories included."""
-        return self._stream("WalkFile", pfs_pb2.WalkFileRequest(file=_file(repo, ref, path)))
+        return self._file_infos("WalkFile", pfs_pb2.WalkFileRequest(file=_file(repo, ref, path)))
 
     def glob_file(self, repo: str, ref: Ref, pattern: str) -> Stream[pfs_pb2.FileInfo]:
-        return self._stream("GlobFile", pfs_pb2.GlobFileRequest(
+        """Files and directories matching a glob pattern."""
+        return self._file_infos("GlobFile", pfs_pb2.GlobFileRequest(
             commit=_commit(repo, ref), pattern=pattern))
 
     def diff_file(self, new_repo: str, new_ref: Ref, new_path: str = "/",
@@ -391,8 +401,13 @@ class Client:
             old = pfs_pb2.File(path=old_path or "")
             if old_ref is not None:
                 old.commit.CopyFrom(_commit(old_repo or new_repo, old_ref))
-        return self._stream("DiffFile", pfs_pb2.DiffFileRequest(
+        batches: Stream[pfs_pb2.DiffFileBatch] = self._stream("DiffFile", pfs_pb2.DiffFileRequest(
             new_file=_file(new_repo, new_ref, new_path), old_file=old, shallow=shallow))
+        try:
+            for batch in batches:
+                yield from batch.diffs
+        finally:
+            batches.close()
 
 
 _END = object()  # end-of-stream marker in the request queue

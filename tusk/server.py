@@ -20,6 +20,7 @@ import logging
 import queue
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent import futures
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -473,30 +474,30 @@ class PFSServicer:
 
     @_stream
     def ListFile(self, req: pfs_pb2.ListFileRequest, ctx: grpc.ServicerContext
-                 ) -> Iterator[pfs_pb2.FileInfo]:
+                 ) -> Iterator[pfs_pb2.FileInfoBatch]:
         f = req.file
-        for fi in self.pfs.list_file(_need(f.commit.repo, "repo name"), commit_ref(f.commit),
-                                     f.path or "/"):
-            yield file_info_msg(fi)
+        infos = self.pfs.list_file(_need(f.commit.repo, "repo name"), commit_ref(f.commit),
+                                   f.path or "/")
+        yield from _file_batches(infos)
 
     @_stream
     def WalkFile(self, req: pfs_pb2.WalkFileRequest, ctx: grpc.ServicerContext
-                 ) -> Iterator[pfs_pb2.FileInfo]:
+                 ) -> Iterator[pfs_pb2.FileInfoBatch]:
         f = req.file
-        for fi in self.pfs.walk_file(_need(f.commit.repo, "repo name"), commit_ref(f.commit),
-                                     f.path or "/"):
-            yield file_info_msg(fi)
+        infos = self.pfs.walk_file(_need(f.commit.repo, "repo name"), commit_ref(f.commit),
+                                   f.path or "/")
+        yield from _file_batches(infos)
 
     @_stream
     def GlobFile(self, req: pfs_pb2.GlobFileRequest, ctx: grpc.ServicerContext
-                 ) -> Iterator[pfs_pb2.FileInfo]:
-        for fi in self.pfs.glob_file(_need(req.commit.repo, "repo name"),
-                                     commit_ref(req.commit), req.pattern):
-            yield file_info_msg(fi)
+                 ) -> Iterator[pfs_pb2.FileInfoBatch]:
+        infos = self.pfs.glob_file(_need(req.commit.repo, "repo name"),
+                                   commit_ref(req.commit), req.pattern)
+        yield from _file_batches(infos)
 
     @_stream
     def DiffFile(self, req: pfs_pb2.DiffFileRequest, ctx: grpc.ServicerContext
-                 ) -> Iterator[pfs_pb2.DiffFileResponse]:
+                 ) -> Iterator[pfs_pb2.DiffFileBatch]:
         new = req.new_file
         new_repo = _need(new.commit.repo, "repo name")
         old_repo: str | None = None
@@ -508,12 +509,46 @@ class PFSServicer:
                 old_repo = old.commit.repo or new_repo
                 old_ref = commit_ref(old.commit)
             old_path = old.path or None
-        for new_fi, old_fi in self.pfs.diff_file(
-                new_repo, commit_ref(new.commit), new.path or "/",
-                old_repo=old_repo, old_ref=old_ref, old_path=old_path, shallow=req.shallow):
-            yield pfs_pb2.DiffFileResponse(
-                new_file=file_info_msg(new_fi) if new_fi else None,
-                old_file=file_info_msg(old_fi) if old_fi else None)
+        pairs = self.pfs.diff_file(
+            new_repo, commit_ref(new.commit), new.path or "/",
+            old_repo=old_repo, old_ref=old_ref, old_path=old_path, shallow=req.shallow)
+        diffs = (pfs_pb2.DiffFileResponse(new_file=file_info_msg(n) if n else None,
+                                          old_file=file_info_msg(o) if o else None)
+                 for n, o in pairs)
+        for batch in _batches(diffs):
+            yield pfs_pb2.DiffFileBatch(diffs=batch)
+
+
+#: Largest number of entries in one FileInfoBatch / DiffFileBatch message.
+MAX_BATCH = 1024
+#: A batch is sent once it is this old, even if small (slow producers: glob, diff).
+BATCH_SECONDS = 0.05
+
+
+def _batches(items: Iterable[_R]) -> Iterator[list[_R]]:
+    """Group a stream into batches of 1, 2, 4 ... MAX_BATCH items.
+
+    Growing batches make the first entries arrive at once (a caller reading only
+    the head of a listing) and amortise gRPC's per-message cost on long ones.
+    """
+    limit = 1
+    batch: list[_R] = []
+    started = time.monotonic()
+    for item in items:
+        if not batch:
+            started = time.monotonic()
+        batch.append(item)
+        if len(batch) >= limit or time.monotonic() - started >= BATCH_SECONDS:
+            yield batch
+            batch = []
+            limit = min(limit * 2, MAX_BATCH)
+    if batch:
+        yield batch
+
+
+def _file_batches(infos: Iterable[model.FileInfo]) -> Iterator[pfs_pb2.FileInfoBatch]:
+    for batch in _batches(file_info_msg(fi) for fi in infos):
+        yield pfs_pb2.FileInfoBatch(file_infos=batch)
 
 
 class _Prefetch:

@@ -429,3 +429,15 @@ class DiffFileResponse(_message.Message):
     new_file: FileInfo
     old_file: FileInfo
     def __init__(self, new_file: _Optional[_Union[FileInfo, _Mapping]] = ..., old_file: _Optional[_Union[FileInfo, _Mapping]] = ...) -> None: ...
+
+class FileInfoBatch(_message.Message):
+    __slots__ = ("file_infos",)
+    FILE_INFOS_FIELD_NUMBER: _ClassVar[int]
+    file_infos: _containers.RepeatedCompositeFieldContainer[FileInfo]
+    def __init__(self, file_infos: _Optional[_Iterable[_Union[FileInfo, _Mapping]]] = ...) -> None: ...
+
+class DiffFileBatch(_message.Message):
+    __slots__ = ("diffs",)
+    DIFFS_FIELD_NUMBER: _ClassVar[int]
+    diffs: _containers.RepeatedCompositeFieldContainer[DiffFileResponse]
+    def __init__(self, diffs: _Optional[_Iterable[_Union[DiffFileResponse, _Mapping]]] = ...) -> None: ...

@@ -136,22 +136,22 @@ class APIStub:
         self.ListFile = channel.unary_stream(
                 '/tusk.pfs.API/ListFile',
                 request_serializer=pfs__pb2.ListFileRequest.SerializeToString,
-                response_deserializer=pfs__pb2.FileInfo.FromString,
+                response_deserializer=pfs__pb2.FileInfoBatch.FromString,
                 _registered_method=True)
         self.WalkFile = channel.unary_stream(
                 '/tusk.pfs.API/WalkFile',
                 request_serializer=pfs__pb2.WalkFileRequest.SerializeToString,
-                response_deserializer=pfs__pb2.FileInfo.FromString,
+                response_deserializer=pfs__pb2.FileInfoBatch.FromString,
                 _registered_method=True)
         self.GlobFile = channel.unary_stream(
                 '/tusk.pfs.API/GlobFile',
                 request_serializer=pfs__pb2.GlobFileRequest.SerializeToString,
-                response_deserializer=pfs__pb2.FileInfo.FromString,
+                response_deserializer=pfs__pb2.FileInfoBatch.FromString,
                 _registered_method=True)
         self.DiffFile = channel.unary_stream(
                 '/tusk.pfs.API/DiffFile',
                 request_serializer=pfs__pb2.DiffFileRequest.SerializeToString,
-                response_deserializer=pfs__pb2.DiffFileResponse.FromString,
+                response_deserializer=pfs__pb2.DiffFileBatch.FromString,
                 _registered_method=True)
 
 
@@ -403,22 +403,22 @@ def add_APIServicer_to_server(servicer, server):
             'ListFile': grpc.unary_stream_rpc_method_handler(
                     servicer.ListFile,
                     request_deserializer=pfs__pb2.ListFileRequest.FromString,
-                    response_serializer=pfs__pb2.FileInfo.SerializeToString,
+                    response_serializer=pfs__pb2.FileInfoBatch.SerializeToString,
             ),
             'WalkFile': grpc.unary_stream_rpc_method_handler(
                     servicer.WalkFile,
                     request_deserializer=pfs__pb2.WalkFileRequest.FromString,
-                    response_serializer=pfs__pb2.FileInfo.SerializeToString,
+                    response_serializer=pfs__pb2.FileInfoBatch.SerializeToString,
             ),
             'GlobFile': grpc.unary_stream_rpc_method_handler(
                     servicer.GlobFile,
                     request_deserializer=pfs__pb2.GlobFileRequest.FromString,
-                    response_serializer=pfs__pb2.FileInfo.SerializeToString,
+                    response_serializer=pfs__pb2.FileInfoBatch.SerializeToString,
             ),
             'DiffFile': grpc.unary_stream_rpc_method_handler(
                     servicer.DiffFile,
                     request_deserializer=pfs__pb2.DiffFileRequest.FromString,
-                    response_serializer=pfs__pb2.DiffFileResponse.SerializeToString,
+                    response_serializer=pfs__pb2.DiffFileBatch.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -962,7 +962,7 @@ class API:
             target,
             '/tusk.pfs.API/ListFile',
             pfs__pb2.ListFileRequest.SerializeToString,
-            pfs__pb2.FileInfo.FromString,
+            pfs__pb2.FileInfoBatch.FromString,
             options,
             channel_credentials,
             insecure,
@@ -989,7 +989,7 @@ class API:
             target,
             '/tusk.pfs.API/WalkFile',
             pfs__pb2.WalkFileRequest.SerializeToString,
-            pfs__pb2.FileInfo.FromString,
+            pfs__pb2.FileInfoBatch.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1016,7 +1016,7 @@ class API:
             target,
             '/tusk.pfs.API/GlobFile',
             pfs__pb2.GlobFileRequest.SerializeToString,
-            pfs__pb2.FileInfo.FromString,
+            pfs__pb2.FileInfoBatch.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1043,7 +1043,7 @@ class API:
             target,
             '/tusk.pfs.API/DiffFile',
             pfs__pb2.DiffFileRequest.SerializeToString,
-            pfs__pb2.DiffFileResponse.FromString,
+            pfs__pb2.DiffFileBatch.FromString,
             options,
             channel_credentials,
             insecure,
