@@ -1,0 +1,176 @@
+"""PPS methods of the tusk SDK (mixed into :class:`tusk.client.Client`).
+
+Pipelines, jobs, datums and logs over ``proto/pps.proto``. Methods return the
+messages of :mod:`tusk.api.pps_pb2`; listing methods return streaming
+iterators; errors come back typed (``PipelineNotFound``, ``InvalidSpec``... from
+:mod:`pps.errors`, imported here so the client can rebuild them by name).
+
+Jobs are named by pipeline and ID; the ID may also be a ref of the pipeline's
+output repo (``"master"``, ``"master^"``): the server resolves it.
+
+Example::
+
+    from tusk.client import Client
+
+    c = Client()
+    c.create_pipeline({
+        "pipeline": {"name": "copy"},
+        "transform": {"image": "tusk/busybox:latest", "cmd": ["cp", "-r", "/pfs/in/.", "/pfs/out"]},
+        "input": {"pfs": {"repo": "in", "glob": "/*"}},
+    })
+    job = c.wait_job("copy", "master")       # the job of the output branch's head
+    print(job.state, job.data_processed)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import pps.errors  # noqa: F401  (registers the PPS error classes for rebuilding)
+from tusk.api import pps_pb2, pps_pb2_grpc
+
+if TYPE_CHECKING:
+    import grpc
+
+    from tusk.client import Stream
+
+#: A pipeline spec: a dict (decoded JSON/YAML), or the JSON/YAML text of ONE pipeline.
+SpecLike = Mapping[str, Any] | str
+
+
+def _spec_text(spec: SpecLike) -> str:
+    # Text goes to the server untouched, so its error messages quote what the
+    # user wrote; a dict is encoded as JSON.
+    return spec if isinstance(spec, str) else json.dumps(spec)
+
+
+def _pipeline(name: str) -> pps_pb2.Pipeline:
+    return pps_pb2.Pipeline(name=name)
+
+
+def _job(pipeline: str, job: str) -> pps_pb2.Job:
+    return pps_pb2.Job(pipeline=_pipeline(pipeline), id=job)
+
+
+class PPSMixin:
+    """The PPS half of :class:`tusk.client.Client` (needs its channel and address)."""
+
+    # Provided by Client.
+    _channel: grpc.Channel
+    address: str
+    _pps_stub_: Any = None
+
+    # plumbing
+
+    def _pps_stub(self) -> Any:
+        if self._pps_stub_ is None:
+            # Same channel as PFS: one connection per client.
+            self._pps_stub_ = pps_pb2_grpc.APIStub(self._channel)  # type: ignore[no-untyped-call]
+        return self._pps_stub_
+
+    def _pps_call(self, method: str, request: Any, timeout: float | None = None) -> Any:
+        # Imported here: tusk.client imports this module to build Client.
+        import grpc
+
+        from tusk.client import translate
+
+        try:
+            return getattr(self._pps_stub(), method)(request, timeout=timeout)
+        except grpc.RpcError as err:
+            raise translate(err, self.address) from None
+
+    def _pps_stream(self, method: str, request: Any, timeout: float | None = None
+                    ) -> Stream[Any]:
+        from tusk.client import _stream
+
+        call = getattr(self._pps_stub(), method)(request, timeout=timeout)
+        return _stream(call, self.address)
+
+    # pipelines
+
+    def create_pipeline(self, spec: SpecLike, update: bool = False, reprocess: bool = False
+                        ) -> pps_pb2.PipelineInfo:
+        """Create a pipeline (``update=True``: replace an existing one's spec; with
+        ``reprocess=True`` every datum is processed again)."""
+        r: pps_pb2.PipelineInfo = self._pps_call("CreatePipeline", pps_pb2.CreatePipelineRequest(
+            spec_json=_spec_text(spec), update=update, reprocess=reprocess))
+        return r
+
+    def update_pipeline(self, spec: SpecLike, reprocess: bool = False) -> pps_pb2.PipelineInfo:
+        """``create_pipeline(spec, update=True)``."""
+        return self.create_pipeline(spec, update=True, reprocess=reprocess)
+
+    def inspect_pipeline(self, name: str) -> pps_pb2.PipelineInfo:
+        r: pps_pb2.PipelineInfo = self._pps_call(
+            "InspectPipeline", pps_pb2.InspectPipelineRequest(pipeline=_pipeline(name)))
+        return r
+
+    def list_pipeline(self) -> Stream[pps_pb2.PipelineInfo]:
+        """Every pipeline, newest first."""
+        return self._pps_stream("ListPipeline", pps_pb2.ListPipelineRequest())
+
+    def delete_pipeline(self, name: str, force: bool = False, keep_repo: bool = False) -> None:
+        """Delete a pipeline, its jobs and (unless ``keep_repo``) its output repo;
+        ``force`` even if other pipelines read its output."""
+        self._pps_call("DeletePipeline", pps_pb2.DeletePipelineRequest(
+            pipeline=_pipeline(name), force=force, keep_repo=keep_repo))
+
+    def start_pipeline(self, name: str) -> None:
+        """Restart a stopped pipeline: one new job over the current input heads."""
+        self._pps_call("StartPipeline", pps_pb2.StartPipelineRequest(pipeline=_pipeline(name)))
+
+    def stop_pipeline(self, name: str) -> None:
+        """Stop a pipeline: running jobs are killed, new input commits make no jobs."""
+        self._pps_call("StopPipeline", pps_pb2.StopPipelineRequest(pipeline=_pipeline(name)))
+
+    # jobs
+
+    def list_job(self, pipeline: str | None = None, number: int = 0) -> Stream[pps_pb2.JobInfo]:
+        """Jobs of one pipeline (``None``: of every pipeline), newest first; at most
+        ``number`` of them (0: all)."""
+        return self._pps_stream("ListJob", pps_pb2.ListJobRequest(
+            pipeline=_pipeline(pipeline) if pipeline else None, number=number))
+
+    def inspect_job(self, pipeline: str, job: str, wait: bool = False,
+                    timeout: float | None = None) -> pps_pb2.JobInfo:
+        """A job by ID or output-repo ref; ``wait=True`` blocks until it is terminal
+        (SUCCESS, FAILURE, KILLED or UNRUNNABLE), at most ``timeout`` seconds."""
+        r: pps_pb2.JobInfo = self._pps_call(
+            "InspectJob", pps_pb2.InspectJobRequest(job=_job(pipeline, job), wait=wait),
+            timeout=timeout)
+        return r
+
+    def wait_job(self, pipeline: str, job: str, timeout: float | None = None
+                 ) -> pps_pb2.JobInfo:
+        """Block until the job is terminal (``tusk wait job``)."""
+        return self.inspect_job(pipeline, job, wait=True, timeout=timeout)
+
+    def stop_job(self, pipeline: str, job: str) -> None:
+        """Kill a job that is not terminal yet (state KILLED); later jobs proceed."""
+        self._pps_call("StopJob", pps_pb2.StopJobRequest(job=_job(pipeline, job)))
+
+    # datums and logs
+
+    def list_datum(self, pipeline: str, job: str) -> Stream[pps_pb2.DatumInfo]:
+        """The datums of a job: processed, skipped, failed, recovered or pending."""
+        return self._pps_stream("ListDatum", pps_pb2.ListDatumRequest(job=_job(pipeline, job)))
+
+    def list_datum_for_spec(self, spec: SpecLike) -> Stream[pps_pb2.DatumInfo]:
+        """The datums a (not created) pipeline would have over its inputs' heads."""
+        return self._pps_stream("ListDatum", pps_pb2.ListDatumRequest(spec_json=_spec_text(spec)))
+
+    def inspect_datum(self, pipeline: str, job: str, datum: str) -> pps_pb2.DatumInfo:
+        """One datum of a job; ``datum`` may be a unique prefix of its ID."""
+        r: pps_pb2.DatumInfo = self._pps_call("InspectDatum", pps_pb2.InspectDatumRequest(
+            datum=pps_pb2.Datum(job=_job(pipeline, job), id=datum)))
+        return r
+
+    def get_logs(self, pipeline: str, job: str | None = None, datum: str | None = None,
+                 follow: bool = False) -> Stream[pps_pb2.LogMessage]:
+        """Log lines of the user code (and tusk's per-datum messages, stream
+        ``system``). With ``follow`` the stream never ends by itself: stop
+        iterating (or close it) to end it."""
+        return self._pps_stream("GetLogs", pps_pb2.GetLogsRequest(
+            pipeline=_pipeline(pipeline), job=job or "", datum=datum or "", follow=follow))

@@ -1,0 +1,302 @@
+"""The gRPC adapter for PPS: ``proto/pps.proto``'s service on top of ``pps.api.PPS``.
+
+Like :mod:`tusk.server` for PFS, this module only translates: requests become
+calls on the core, the frozen dataclasses of ``pps.model`` become messages, and
+typed errors become gRPC statuses through the one table in :mod:`tusk.server`
+(its ``_unary``/``_stream`` wrappers are reused, not copied).
+
+Pipeline specs arrive as text and are parsed here with ``pps.spec.parse_spec``
+so every validation error (an ``InvalidSpec`` naming the field) reaches the
+client unchanged.
+
+Calls that block -- ``InspectJob`` with ``wait`` and ``GetLogs`` with ``follow``
+-- end when the client goes away: a callback on the call context sets an event
+the wait checks, so an abandoned call never holds a server thread for good.
+
+Register the service with :func:`registrar` (``tusk.server.serve(...,
+registrars=[registrar(pps)])``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import grpc
+from google.protobuf import empty_pb2, struct_pb2
+
+from pfs import errors
+from pps import model
+from pps.spec import parse_spec
+from tusk.api import pps_pb2, pps_pb2_grpc
+from tusk.server import _commit, _stream, _ts, _unary
+
+if TYPE_CHECKING:
+    from pps.api import PPS
+
+#: How often a waiting ``InspectJob`` re-reads the job. The core's own wait
+#: cannot be cancelled by a departing client, so the servicer polls instead;
+#: a job record read is one metadata ``get``.
+JOB_POLL_SECONDS = 0.1
+
+
+# --- model -> messages ----------------------------------------------------------
+
+
+def _pipeline(name: str) -> pps_pb2.Pipeline:
+    return pps_pb2.Pipeline(name=name)
+
+
+def _job(pipeline: str, job_id: str) -> pps_pb2.Job:
+    return pps_pb2.Job(pipeline=_pipeline(pipeline), id=job_id)
+
+
+def _job_state(state: model.JobState | None) -> int:
+    if state is None:
+        return pps_pb2.JOB_STATE_UNKNOWN
+    return pps_pb2.JobState.Value(f"JOB_{state.value}")
+
+
+#: pps.model.DatumState (pachctl's lowercase words) -> Pachyderm's enum names.
+_DATUM_STATE = {
+    model.DatumState.SUCCESS: pps_pb2.SUCCESS,
+    model.DatumState.SKIPPED: pps_pb2.SKIPPED,
+    model.DatumState.FAILED: pps_pb2.FAILED,
+    model.DatumState.RECOVERED: pps_pb2.RECOVERED,
+    model.DatumState.PENDING: pps_pb2.STARTING,
+}
+
+
+def pipeline_info_msg(pi: model.PipelineInfo) -> pps_pb2.PipelineInfo:
+    spec = struct_pb2.Struct()
+    # Struct has only doubles: integers such as datum_tries come back as 2.0.
+    spec.update(pi.spec)
+    return pps_pb2.PipelineInfo(
+        pipeline=_pipeline(pi.name),
+        version=pi.version,
+        spec=spec,
+        state=pps_pb2.PipelineState.Value(f"PIPELINE_{pi.state.value}"),
+        reason=pi.reason,
+        created_at=_ts(pi.created),
+        last_job_state=_job_state(pi.last_job_state),
+        salt=pi.salt,
+        stopped=pi.stopped,
+        description=pi.description,
+    )
+
+
+def job_info_msg(ji: model.JobInfo) -> pps_pb2.JobInfo:
+    return pps_pb2.JobInfo(
+        job=_job(ji.pipeline, ji.id),
+        state=_job_state(ji.state),
+        reason=ji.reason,
+        created=_ts(ji.created),
+        started=_ts(ji.started),
+        finished=_ts(ji.finished),
+        data_processed=ji.data_processed,
+        data_skipped=ji.data_skipped,
+        data_failed=ji.data_failed,
+        data_recovered=ji.data_recovered,
+        data_total=ji.data_total,
+        pipeline_version=ji.pipeline_version,
+        salt=ji.salt,
+        output_commit=_commit(ji.output_commit),
+        input_commits=[_commit(c) for c in ji.input_commits],
+        restart=ji.restart,
+        stats=ji.stats,
+    )
+
+
+def datum_info_msg(di: model.DatumInfo) -> pps_pb2.DatumInfo:
+    return pps_pb2.DatumInfo(
+        # A preview datum belongs to no job: leave `job` unset.
+        datum=pps_pb2.Datum(job=_job(di.pipeline, di.job_id) if di.job_id else None, id=di.id),
+        state=_DATUM_STATE[di.state],
+        files=[pps_pb2.DatumFile(input=f.input, repo=f.repo, commit=f.commit, path=f.path,
+                                 hash=f.hash) for f in di.files],
+        hash=di.hash,
+        reason=di.reason,
+        attempts=di.attempts,
+        duration=di.duration,
+        outputs=list(di.outputs),
+        stats=di.stats,
+    )
+
+
+def log_msg(line: model.LogLine) -> pps_pb2.LogMessage:
+    return pps_pb2.LogMessage(
+        pipeline_name=line.pipeline,
+        job_id=line.job_id,
+        datum_id=line.datum_id,
+        ts=_ts(line.ts),
+        stream=line.stream,
+        message=line.message,
+        worker=line.worker,
+    )
+
+
+# --- messages -> core arguments ---------------------------------------------------
+
+
+def _name(p: pps_pb2.Pipeline) -> str:
+    if not p.name:
+        raise errors.InvalidArgument("pipeline name is required")
+    return p.name
+
+
+def _job_ref(j: pps_pb2.Job) -> tuple[str, str]:
+    if not j.id:
+        raise errors.InvalidArgument(
+            f"no job given for pipeline {j.pipeline.name or '?'}: use PIPELINE@JOB-ID "
+            "(or PIPELINE@BRANCH for the job of the output branch's head)")
+    return _name(j.pipeline), j.id
+
+
+def _cancel_event(ctx: grpc.ServicerContext) -> threading.Event:
+    """An event set when the call ends for any reason (client cancel, deadline)."""
+    cancel = threading.Event()
+    ctx.add_callback(cancel.set)
+    if not ctx.is_active():  # ended before the callback was registered
+        cancel.set()
+    return cancel
+
+
+# --- the servicer -----------------------------------------------------------------
+
+
+class PPSServicer:
+    """Implements service ``tusk.pps.API`` by delegating to a :class:`pps.api.PPS`.
+
+    Not a subclass of the generated ``APIServicer`` (an untyped base);
+    ``add_APIServicer_to_server`` only looks methods up by name.
+    """
+
+    def __init__(self, pps: PPS) -> None:
+        self.pps = pps
+
+    # pipelines
+
+    @_unary
+    def CreatePipeline(self, req: pps_pb2.CreatePipelineRequest, ctx: grpc.ServicerContext
+                       ) -> pps_pb2.PipelineInfo:
+        spec = parse_spec(req.spec_json)
+        return pipeline_info_msg(
+            self.pps.create_pipeline(spec, update=req.update, reprocess=req.reprocess))
+
+    @_unary
+    def InspectPipeline(self, req: pps_pb2.InspectPipelineRequest, ctx: grpc.ServicerContext
+                        ) -> pps_pb2.PipelineInfo:
+        return pipeline_info_msg(self.pps.inspect_pipeline(_name(req.pipeline)))
+
+    @_stream
+    def ListPipeline(self, req: pps_pb2.ListPipelineRequest, ctx: grpc.ServicerContext
+                     ) -> Iterator[pps_pb2.PipelineInfo]:
+        for pi in self.pps.list_pipeline():
+            yield pipeline_info_msg(pi)
+
+    @_unary
+    def DeletePipeline(self, req: pps_pb2.DeletePipelineRequest, ctx: grpc.ServicerContext
+                       ) -> empty_pb2.Empty:
+        self.pps.delete_pipeline(_name(req.pipeline), force=req.force, keep_repo=req.keep_repo)
+        return empty_pb2.Empty()
+
+    @_unary
+    def StartPipeline(self, req: pps_pb2.StartPipelineRequest, ctx: grpc.ServicerContext
+                      ) -> empty_pb2.Empty:
+        self.pps.start_pipeline(_name(req.pipeline))
+        return empty_pb2.Empty()
+
+    @_unary
+    def StopPipeline(self, req: pps_pb2.StopPipelineRequest, ctx: grpc.ServicerContext
+                     ) -> empty_pb2.Empty:
+        self.pps.stop_pipeline(_name(req.pipeline))
+        return empty_pb2.Empty()
+
+    # jobs
+
+    @_stream
+    def ListJob(self, req: pps_pb2.ListJobRequest, ctx: grpc.ServicerContext
+                ) -> Iterator[pps_pb2.JobInfo]:
+        pipeline = req.pipeline.name if req.HasField("pipeline") else None
+        for ji in self.pps.list_job(pipeline or None, number=req.number):
+            yield job_info_msg(ji)
+
+    @_unary
+    def InspectJob(self, req: pps_pb2.InspectJobRequest, ctx: grpc.ServicerContext
+                   ) -> pps_pb2.JobInfo:
+        pipeline, ref = _job_ref(req.job)
+        ji = self.pps.inspect_job(pipeline, ref)
+        if not req.wait:
+            return job_info_msg(ji)
+        # Poll by the resolved ID (a branch ref would move on to later jobs);
+        # the call's deadline or the client's cancel ends the wait.
+        cancel = _cancel_event(ctx)
+        while ji.state not in model.TERMINAL_JOB_STATES:
+            if cancel.wait(JOB_POLL_SECONDS):
+                raise errors.Conflict(
+                    f"stopped waiting for job {pipeline}@{ji.id}: the call ended "
+                    f"(state {ji.state.value})")
+            ji = self.pps.inspect_job(pipeline, ji.id)
+        return job_info_msg(ji)
+
+    @_unary
+    def StopJob(self, req: pps_pb2.StopJobRequest, ctx: grpc.ServicerContext
+                ) -> empty_pb2.Empty:
+        self.pps.stop_job(*_job_ref(req.job))
+        return empty_pb2.Empty()
+
+    # datums and logs
+
+    @_stream
+    def ListDatum(self, req: pps_pb2.ListDatumRequest, ctx: grpc.ServicerContext
+                  ) -> Iterator[pps_pb2.DatumInfo]:
+        target = req.WhichOneof("target")
+        if target == "spec_json":
+            datums: Iterator[model.DatumInfo] = iter(
+                self.pps.list_datum_for_spec(parse_spec(req.spec_json)))
+        elif target == "job":
+            datums = self.pps.list_datum(*_job_ref(req.job))
+        else:
+            raise errors.InvalidArgument("ListDatum needs a job or a spec (spec_json)")
+        for di in datums:
+            yield datum_info_msg(di)
+
+    @_unary
+    def InspectDatum(self, req: pps_pb2.InspectDatumRequest, ctx: grpc.ServicerContext
+                     ) -> pps_pb2.DatumInfo:
+        pipeline, job = _job_ref(req.datum.job)
+        if not req.datum.id:
+            raise errors.InvalidArgument("datum id is required")
+        return datum_info_msg(self.pps.inspect_datum(pipeline, job, req.datum.id))
+
+    @_stream
+    def GetLogs(self, req: pps_pb2.GetLogsRequest, ctx: grpc.ServicerContext
+                ) -> Iterator[pps_pb2.LogMessage]:
+        cancel = _cancel_event(ctx)
+        for line in self.pps.get_logs(_name(req.pipeline), job=req.job or None,
+                                      datum=req.datum or None, follow=req.follow,
+                                      cancel=cancel):
+            yield log_msg(line)
+
+
+# --- serving -------------------------------------------------------------------------
+
+
+def registrar(pps: PPS) -> Callable[[grpc.Server], None]:
+    """A ``tusk.server.serve`` registrar adding the PPS service for ``pps``."""
+    def register(server: grpc.Server) -> None:
+        pps_pb2_grpc.add_APIServicer_to_server(  # type: ignore[no-untyped-call]
+            PPSServicer(pps), server)
+    return register
+
+
+__all__ = [
+    "JOB_POLL_SECONDS",
+    "PPSServicer",
+    "datum_info_msg",
+    "job_info_msg",
+    "log_msg",
+    "pipeline_info_msg",
+    "registrar",
+]
