@@ -219,6 +219,8 @@ class PPS:
     def _keepalive(self) -> None:
         while not self._closed:
             time.sleep(CLAIM_TTL / 3)
+            if self._closed:
+                return
             try:
                 self.meta.keepalive(self._lease)
             except NotFound:
@@ -520,12 +522,17 @@ class PPS:
             j = self._get_job(j.pipeline, j.id)
             if JobState(j.state) in TERMINAL_JOB_STATES:
                 return
-            j.state = JobState.KILLED.value
-            j.reason = reason
-            j.finished = time.time()
-            self._put_job(j)
             self._drop_queue(j)
-            self._finish_output(j, error=reason)
+            self._end_job(j, JobState.KILLED, reason)
+
+    def _end_job(self, j: JobRec, state: JobState, reason: str) -> None:
+        """Finish the output commit (with the reason as its error), then mark
+        the job terminal: whoever sees the terminal state sees the commit."""
+        self._finish_output(j, error=reason)
+        j.state = state.value
+        j.reason = reason
+        j.finished = time.time()
+        self._put_job(j)
 
     def _drop_queue(self, j: JobRec) -> None:
         keys = [kv.key for kv in self.meta.range(f"queue/{j.pipeline}/{j.id}/")]
@@ -746,12 +753,9 @@ class _Controller:
                 break
             self._wait()
         if failed:
-            j.state = JobState.UNRUNNABLE.value
-            j.reason = ("unrunnable because the following upstream pipelines failed: "
-                        + ", ".join(sorted(set(failed))))
-            j.finished = time.time()
-            pps._put_job(j)
-            pps._finish_output(j, error=j.reason)
+            pps._end_job(j, JobState.UNRUNNABLE,
+                         "unrunnable because the following upstream pipelines failed: "
+                         + ", ".join(sorted(set(failed))))
             return
         if j.units < 0:
             self._plan(j, out)
@@ -867,11 +871,7 @@ class _Controller:
         j.stats = stats
         if failed:
             first = failed[0]
-            j.state = JobState.FAILURE.value
-            j.reason = f"datum {first['id'][:12]} failed: {first['reason']}"
-            j.finished = time.time()
-            pps._put_job(j)
-            pps._finish_output(j, error=j.reason)
+            pps._end_job(j, JobState.FAILURE, f"datum {first['id'][:12]} failed: {first['reason']}")
             return
         # Every output path must come from exactly one datum.
         owner: dict[str, str] = {}
@@ -893,9 +893,7 @@ class _Controller:
             if collision:
                 break
         if collision:
-            j.state, j.reason, j.finished = JobState.FAILURE.value, collision, time.time()
-            pps._put_job(j)
-            pps._finish_output(j, error=collision)
+            pps._end_job(j, JobState.FAILURE, collision)
             return
         j.state = JobState.FINISHING.value
         pps._put_job(j)
@@ -931,7 +929,9 @@ class _Controller:
         pps = self.pps
         session: Session | None = None
         worker: DatumWorker | None = None
-        scratch = os.path.join(pps.scratch_dir, f"{self.name}-v{self.version}-w{index}-{pps.instance}")
+        # Stable per worker slot: after a crash the runner finds (and removes) the
+        # dead instance's container by this work dir.
+        scratch = os.path.join(pps.scratch_dir, f"{self.name}-v{self.version}-w{index}")
         try:
             while not self.stop_event.is_set():
                 claimed = self._claim()

@@ -1,0 +1,319 @@
+"""Pipelines through the core (PFS + PPS in-process) with a real Docker engine.
+
+Each test pins a behaviour of pachyderm-reference.md section 2. Containers run
+the ``tusk/busybox:latest`` image built from Debian packages by
+``deploy/images/build.sh``, with no network.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pfs import errors
+from pfs.api import PFS, open_pfs
+from pps.api import PPS
+from pps.model import JobState
+
+pytestmark = pytest.mark.docker
+
+IMAGE = "tusk/busybox:latest"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _docker_ok() -> tuple[bool, str]:
+    try:
+        import docker
+
+        docker.from_env(timeout=5).ping()
+        return True, ""
+    except Exception as e:  # noqa: BLE001 - any failure means "no engine"
+        return False, str(e)
+
+
+@pytest.fixture(scope="session")
+def busybox_image() -> str:
+    ok, why = _docker_ok()
+    if not ok:
+        msg = f"no Docker engine ({why}): run deploy/services.sh up"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    subprocess.run(["bash", os.path.join(ROOT, "deploy/images/build.sh")], check=True,
+                   capture_output=True)
+    return IMAGE
+
+
+@pytest.fixture
+def env(busybox_image: str, tmp_path: Any) -> Iterator[tuple[PFS, PPS]]:
+    pfs = open_pfs(str(tmp_path / "data"))
+    pps = PPS(pfs, str(tmp_path / "scratch"))
+    yield pfs, pps
+    pps.close()
+    pfs.meta.close()
+
+
+def put(pfs: PFS, repo: str, files: dict[str, bytes], deletes: tuple[str, ...] = ()) -> str:
+    with pfs.modify_file(repo, "master") as w:
+        for p in deletes:
+            w.delete_file(p)
+        for p, data in files.items():
+            w.put_file(p, [data])
+    return pfs.inspect_commit(repo, "master").id
+
+
+def spec(name: str, cmd: str, input: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"pipeline": {"name": name},
+            "transform": {"image": IMAGE, "cmd": ["sh", "-c", cmd]},
+            "input": input, **extra}
+
+
+def pfs_in(repo: str, glob: str = "/*", **kw: Any) -> dict[str, Any]:
+    return {"pfs": {"repo": repo, "glob": glob, **kw}}
+
+
+def wait_job(pps: PPS, pipeline: str, job: str) -> Any:
+    return pps.inspect_job(pipeline, job, wait=True, timeout=120)
+
+
+def files(pfs: PFS, repo: str, ref: str = "master") -> dict[str, bytes]:
+    return {f.path: b"".join(pfs.get_file(repo, ref, f.path))
+            for f in pfs.walk_file(repo, ref) if not f.path.endswith("/")}
+
+
+COPY_UPPER = 'for f in /pfs/data/*; do tr a-z A-Z < "$f" > /pfs/out/$(basename "$f"); done'
+
+
+def test_job_runs_skips_unchanged_and_records_provenance(env: tuple[PFS, PPS]) -> None:
+    pfs, pps = env
+    pfs.create_repo("data")
+    put(pfs, "data", {f"/f{i}": f"v{i}\n".encode() for i in range(6)})
+    pps.create_pipeline(spec("up", COPY_UPPER + "; echo did $PACH_DATUM_ID", pfs_in("data")))
+    first = pps.list_job("up")[0]
+    j = wait_job(pps, "up", first.id)
+    assert j.state == JobState.SUCCESS, j.reason
+    assert (j.data_processed, j.data_skipped, j.data_total) == (6, 0, 6)
+    assert files(pfs, "up") == {f"/f{i}": f"V{i}\n".encode() for i in range(6)}
+
+    cid = put(pfs, "data", {"/f2": b"changed\n"}, deletes=("/f5",))
+    jobs = pps.list_job("up")
+    assert jobs[0].id == cid  # the job has the input commit's ID
+    j = wait_job(pps, "up", cid)
+    assert j.state == JobState.SUCCESS
+    assert (j.data_processed, j.data_skipped, j.data_total) == (1, 4, 5)
+    out = files(pfs, "up")
+    assert out["/f2"] == b"CHANGED\n" and "/f5" not in out and out["/f0"] == b"V0\n"
+    # Provenance: the output commit names the input commit it came from.
+    oc = pfs.inspect_commit("up", "master")
+    assert oc.id == cid and [(p.repo, p.id) for p in oc.direct_provenance] == [("data", cid)]
+    # Lineage: the output file names the datum that wrote it, and that datum's inputs.
+    datum = pfs.inspect_file("up", "master", "/f2").datum
+    info = pps.inspect_datum("up", cid, datum)
+    assert [(f.repo, f.commit, f.path) for f in info.files] == [("data", cid, "/f2")]
+    states = sorted(d.state.value for d in pps.list_datum("up", cid))
+    assert states == ["skipped"] * 4 + ["success"]
+    logs = [entry.message for entry in pps.get_logs("up", cid)]
+    assert logs == [f"did {datum}"]
+
+
+def test_environment_and_directory_datums(env: tuple[PFS, PPS]) -> None:
+    pfs, pps = env
+    pfs.create_repo("data")
+    put(pfs, "data", {"/a/x": b"1", "/a/y": b"2", "/b/z": b"3"})
+    cmd = ('echo "$PACH_JOB_ID $PACH_DATUM_ID $PPS_PIPELINE_NAME $data $data_COMMIT" '
+           '> /pfs/out/$PACH_DATUM_ID; ls -R /pfs/data >> /pfs/out/$PACH_DATUM_ID; '
+           'touch /pfs/data/readonly 2>/dev/null && echo WRITABLE >> /pfs/out/$PACH_DATUM_ID; true')
+    pps.create_pipeline(spec("envp", cmd, pfs_in("data", "/*")))
+    job = pps.list_job("envp")[0]
+    assert wait_job(pps, "envp", job.id).state == JobState.SUCCESS
+    out = files(pfs, "envp")
+    assert len(out) == 2  # one datum per top-level directory
+    head = pfs.inspect_commit("data", "master").id
+    texts = sorted((v.decode() for v in out.values()), key=lambda t: "/pfs/data/b" in t)
+    assert texts[0].startswith(f"{job.id} ") and f" envp /pfs/data/a {head}" in texts[0]
+    assert "x" in texts[0] and "y" in texts[0] and "WRITABLE" not in texts[0]
+    assert f" envp /pfs/data/b {head}" in texts[1] and "x" not in texts[1]
+
+
+def test_cross_and_union(env: tuple[PFS, PPS]) -> None:
+    pfs, pps = env
+    for r in ("left", "right"):
+        pfs.create_repo(r)
+        put(pfs, r, {f"/{r}{i}": b"x" for i in range(2 if r == "left" else 3)})
+    name_out = 'echo > "/pfs/out/$(basename ${left:-none})-$(basename ${right:-none})"'
+    pps.create_pipeline(spec("cross", name_out, {"cross": [pfs_in("left"), pfs_in("right")]}))
+    pps.create_pipeline(spec("union", name_out, {"union": [pfs_in("left"), pfs_in("right")]}))
+    for p, n in (("cross", 6), ("union", 5)):
+        j = wait_job(pps, p, pps.list_job(p)[0].id)
+        assert j.state == JobState.SUCCESS, j.reason
+        assert j.data_total == n and len(files(pfs, p)) == n
+
+
+def test_failure_retries_reason_and_downstream_unrunnable(env: tuple[PFS, PPS]) -> None:
+    pfs, pps = env
+    pfs.create_repo("data")
+    put(pfs, "data", {"/ok": b"1", "/bad": b"2"})
+    cmd = 'if [ -e /pfs/data/bad ]; then echo "cannot parse bad" >&2; exit 3; fi; cp /pfs/data/* /pfs/out/'
+    pps.create_pipeline(spec("fails", cmd, pfs_in("data"), datum_tries=2))
+    pps.create_pipeline(spec("after", "cp -r /pfs/fails/* /pfs/out/ 2>/dev/null; true",
+                             pfs_in("fails")))
+    jid = pps.list_job("fails")[0].id
+    j = wait_job(pps, "fails", jid)
+    assert j.state == JobState.FAILURE
+    assert "exit" in j.reason and "3" in j.reason and "cannot parse bad" in j.reason
+    assert (j.data_failed, j.data_processed) == (1, 1)
+    assert pfs.inspect_commit("fails", jid).error == j.reason
+    tries = [m.message for m in pps.get_logs("fails", jid) if "errored running user code" in m.message]
+    assert len(tries) == 2
+    # "after" was created after that commit: its first job has its own ID.
+    down = wait_job(pps, "after", pps.list_job("after")[0].id)
+    assert down.state == JobState.UNRUNNABLE and "fails" in down.reason
+
+
+def test_two_datums_writing_one_path_fail_the_job(env: tuple[PFS, PPS]) -> None:
+    pfs, pps = env
+    pfs.create_repo("data")
+    put(pfs, "data", {"/a": b"1", "/b": b"2"})
+    pps.create_pipeline(spec("clash", "echo $PACH_DATUM_ID > /pfs/out/same", pfs_in("data")))
+    j = wait_job(pps, "clash", pps.list_job("clash")[0].id)
+    assert j.state == JobState.FAILURE
+    assert "/same" in j.reason and "two datums" in j.reason
+
+
+def test_chained_pipelines_share_the_commit_id(env: tuple[PFS, PPS]) -> None:
+    pfs, pps = env
+    pfs.create_repo("data")
+    put(pfs, "data", {"/a": b"abc"})
+    pps.create_pipeline(spec("one", "cp /pfs/data/* /pfs/out/", pfs_in("data")))
+    pps.create_pipeline(spec("two", 'for f in /pfs/one/*; do rev "$f" > /pfs/out/$(basename $f); done',
+                             pfs_in("one")))
+    cid = put(pfs, "data", {"/b": b"xyz\n"})
+    assert wait_job(pps, "one", cid).state == JobState.SUCCESS
+    assert wait_job(pps, "two", cid).state == JobState.SUCCESS
+    assert files(pfs, "two")["/b"] == b"zyx\n"
+    assert {c.repo for c in pfs.inspect_commit_set(cid)} == {"data", "one", "two"}
+    assert [j.id for j in pps.list_job("two")].count(cid) == 1
+
+
+def test_update_keeps_outputs_until_inputs_change_reprocess_reruns(env: tuple[PFS, PPS]) -> None:
+    pfs, pps = env
+    pfs.create_repo("data")
+    put(pfs, "data", {"/a": b"1"})
+    pps.create_pipeline(spec("upd", "echo foo > /pfs/out/a", pfs_in("data")))
+    wait_job(pps, "upd", pps.list_job("upd")[0].id)
+    pps.create_pipeline(spec("upd", "echo bar > /pfs/out/$(ls /pfs/data)", pfs_in("data")), update=True)
+    j = wait_job(pps, "upd", pps.list_job("upd")[0].id)
+    assert j.data_skipped == 1 and files(pfs, "upd")["/a"] == b"foo\n"
+    put(pfs, "data", {"/b": b"2"})
+    wait_job(pps, "upd", pps.list_job("upd")[0].id)
+    assert files(pfs, "upd") == {"/a": b"foo\n", "/b": b"bar\n"}
+    pps.create_pipeline(spec("upd", "echo buzz > /pfs/out/$(ls /pfs/data)", pfs_in("data")),
+                        update=True, reprocess=True)
+    j = wait_job(pps, "upd", pps.list_job("upd")[0].id)
+    assert j.data_processed == 2 and files(pfs, "upd") == {"/a": b"buzz\n", "/b": b"buzz\n"}
+    assert len(pps.list_job("upd")) == 4
+
+
+def test_stop_job_and_later_jobs_proceed(env: tuple[PFS, PPS]) -> None:
+    pfs, pps = env
+    pfs.create_repo("data")
+    put(pfs, "data", {"/slow": b"1"})
+    pps.create_pipeline(spec("sl", 'if [ -e /pfs/data/slow ]; then sleep 30; fi; cp /pfs/data/* /pfs/out/',
+                             pfs_in("data", "/")))
+    first = pps.list_job("sl")[0].id
+    deadline = time.monotonic() + 30
+    while pps.inspect_job("sl", first).state != JobState.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pps.stop_job("sl", first)
+    assert pps.inspect_job("sl", first).state == JobState.KILLED
+    cid = put(pfs, "data", {"/fast": b"2"}, deletes=("/slow",))
+    assert wait_job(pps, "sl", cid).state == JobState.SUCCESS
+    assert files(pfs, "sl") == {"/fast": b"2"}
+
+
+def test_pipeline_rules(env: tuple[PFS, PPS]) -> None:
+    pfs, pps = env
+    with pytest.raises(errors.NotFound, match="input repo nope"):
+        pps.create_pipeline(spec("p", "true", pfs_in("nope")))
+    pfs.create_repo("data")
+    pfs.create_repo("taken")
+    with pytest.raises(errors.AlreadyExists, match="repo with the same name"):
+        pps.create_pipeline(spec("taken", "true", pfs_in("data")))
+    pps.create_pipeline(spec("p", "true", pfs_in("data")))
+    with pytest.raises(errors.AlreadyExists):
+        pps.create_pipeline(spec("p", "true", pfs_in("data")))
+    with pytest.raises(errors.FailedPrecondition, match="delete the pipeline"):
+        pfs.delete_repo("p")
+    with pytest.raises(errors.FailedPrecondition, match="stop job"):
+        pfs.finish_commit("p", "master")
+    pps.delete_pipeline("p")
+    with pytest.raises(errors.RepoNotFound):
+        pfs.inspect_repo("p")
+
+
+def test_daemon_killed_mid_job_resumes_with_identical_output(busybox_image: str, tmp_path: Any) -> None:
+    """kill -9 of the process running PPS mid-job; a new process resumes the
+    job and the output equals an uninterrupted run's."""
+    data = str(tmp_path / "data")
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {ROOT!r})
+        from pfs.api import open_pfs
+        from pps.api import PPS
+        import pps.api
+        pps.api.UNIT_TARGET = 2
+        pfs = open_pfs({data!r})
+        svc = PPS(pfs, {str(tmp_path / "scratch")!r})
+        pfs.create_repo("data")
+        with pfs.modify_file("data", "master") as w:
+            for i in range(12):
+                w.put_file(f"/f{{i:02d}}", [str(i).encode()])
+        svc.create_pipeline({{"pipeline": {{"name": "slow"}},
+            "transform": {{"image": {IMAGE!r}, "cmd": ["sh", "-c",
+                "sleep 0.3; for f in /pfs/data/*; do cat $f $f > /pfs/out/$(basename $f); done"]}},
+            "input": {{"pfs": {{"repo": "data", "glob": "/*"}}}}}})
+        print("started", flush=True)
+        time.sleep(600)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+        done_dir = None
+        deadline = time.monotonic() + 60
+        # Kill once some, but not all, units are done.
+        while time.monotonic() < deadline:
+            probe = open_pfs(data)
+            n = sum(1 for _ in probe.meta.range("done/slow/"))
+            probe.meta.close()
+            if n >= 2:
+                done_dir = n
+                break
+            time.sleep(0.1)
+        assert done_dir is not None and done_dir < 6
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    import pps.api as api
+
+    old = api.UNIT_TARGET
+    api.UNIT_TARGET = 2
+    try:
+        pfs = open_pfs(data)
+        svc = PPS(pfs, str(tmp_path / "scratch"))
+        job = svc.list_job("slow")[0]
+        j = svc.inspect_job("slow", job.id, wait=True, timeout=120)
+        assert j.state == JobState.SUCCESS, j.reason
+        assert j.data_processed == 12
+        assert files(pfs, "slow") == {f"/f{i:02d}": str(i).encode() * 2 for i in range(12)}
+        svc.close()
+        pfs.meta.close()
+    finally:
+        api.UNIT_TARGET = old
