@@ -1,0 +1,558 @@
+"""``pipeline``, ``job``, ``datum`` and ``logs`` commands: thin wrappers over the client.
+
+Each ``run_*`` function is one pachctl command (pachyderm-reference.md 3.2);
+the client method of the same name does the work. Jobs are written
+``PIPELINE@ID``; the ID may also be a ref of the pipeline's output repo
+(``edges@master``, ``edges@master^``), which the server resolves.
+
+Spec files (``-f FILE``, ``-f -`` for stdin) may hold several pipelines. The
+CLI splits them only to send one per request; each piece goes to the server as
+text, and the server validates it, so its error message -- which names the
+offending field -- reaches the user unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import yaml
+
+from cli import refs
+from cli.common import (
+    PLURALS,
+    CLIError,
+    Context,
+    UsageError,
+    add_output_flags,
+    noun_parser,
+    printer,
+)
+from cli.output import Printer, enum_name, human_duration, human_size, message_dict, timestamp
+
+PIPELINE_HEADER = ("NAME", "VERSION", "INPUT", "CREATED", "STATE / LAST JOB", "DESCRIPTION")
+JOB_HEADER = ("PIPELINE", "ID", "STARTED", "DURATION", "RESTART", "PROGRESS", "DL", "UL", "STATE")
+DATUM_HEADER = ("ID", "FILES", "STATUS", "TIME")
+
+JOB_FORM = "PIPELINE@JOB-ID (or PIPELINE@BRANCH for the job of the output branch's head)"
+#: How much of a failed job's reason ``list job`` shows (pachctl trims it too).
+_REASON_IN_TABLE = 40
+
+# --- references and spec files ------------------------------------------------
+
+
+def parse_job(text: str) -> tuple[str, str]:
+    """``PIPELINE@ID`` -> (pipeline, id-or-ref)."""
+    try:
+        pipeline, ref = refs.parse_repo_ref(text, "job")
+    except refs.RefError:
+        ref = None
+    if ref is None:
+        raise refs.RefError(f'invalid job reference "{text}": expected {JOB_FORM}')
+    return pipeline, ref
+
+
+def _read_text(source: str) -> str:
+    if source == "-":
+        return sys.stdin.read()
+    try:
+        with open(source, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise CLIError(f"spec file {source} not found") from None
+
+
+def split_specs(text: str) -> list[str]:
+    """The pipelines of a spec file, as one text per pipeline.
+
+    A file holding one pipeline, or one the CLI cannot parse, is returned whole:
+    the server then parses it and reports any problem in its own words. Several
+    pipelines (JSON objects one after another or in a list, YAML documents or
+    lists) are re-encoded as one JSON text each.
+    """
+    stripped = text.lstrip()
+    docs: list[Any] = []
+    try:
+        if stripped[:1] in ("{", "["):
+            decoder = json.JSONDecoder()
+            pos = 0
+            while True:
+                while pos < len(stripped) and stripped[pos].isspace():
+                    pos += 1
+                if pos >= len(stripped):
+                    break
+                obj, pos = decoder.raw_decode(stripped, pos)
+                docs.extend(obj if isinstance(obj, list) else [obj])
+        else:
+            for obj in yaml.safe_load_all(text):
+                if obj is not None:
+                    docs.extend(obj if isinstance(obj, list) else [obj])
+    except (ValueError, yaml.YAMLError):
+        return [text]
+    if len(docs) <= 1:
+        return [text]
+    # default=str: YAML may hold dates; the server reports them as wrong types.
+    return [json.dumps(d, default=str) for d in docs]
+
+
+# --- rendering ----------------------------------------------------------------
+
+
+def _state_word(name: str, prefix: str) -> str:
+    """``JOB_SUCCESS`` -> ``success`` (pachctl's words)."""
+    if name.endswith("STATE_UNKNOWN"):
+        return "-"
+    return name.removeprefix(prefix).lower()
+
+
+def job_state(ji: Any) -> str:
+    return _state_word(enum_name(ji, "state"), "JOB_")
+
+
+def _indent(text: str) -> str:
+    # Continuation lines of a multi-line value (a stderr tail) stay inside the block.
+    return "\n  ".join(text.splitlines()) or text
+
+
+def input_shorthand(inp: Mapping[str, Any] | None) -> str:
+    """A spec's input the way pachctl's INPUT column shows it: ``images:/*``,
+    crosses as ``(a:/* ⨯ b:/)``, unions with ``∪``, joins with ``⋈``."""
+    if not inp:
+        return "-"
+    if "pfs" in inp:
+        p = inp["pfs"]
+        branch = p.get("branch") or "master"
+        repo = p.get("repo", "?") if branch == "master" else f"{p.get('repo', '?')}@{branch}"
+        return f"{repo}:{p.get('glob', '')}"
+    if "cron" in inp:
+        c = inp["cron"]
+        return f"{c.get('name', '?')}:{c.get('spec', '')}"
+    for kind, sep in (("cross", " ⨯ "), ("union", " ∪ "), ("join", " ⋈ "), ("group", ", ")):
+        if kind in inp:
+            inner = sep.join(input_shorthand(c) for c in inp[kind])
+            return f"group({inner})" if kind == "group" else f"({inner})"
+    return "?"
+
+
+def _spec(pi: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = message_dict(pi).get("spec", {})
+    return spec
+
+
+def pipeline_row(p: Printer, pi: Any) -> list[str]:
+    state = _state_word(enum_name(pi, "state"), "PIPELINE_")
+    last = _state_word(enum_name(pi, "last_job_state"), "JOB_")
+    return [
+        pi.pipeline.name,
+        str(pi.version),
+        input_shorthand(_spec(pi).get("input")),
+        p.when(timestamp(pi, "created_at")),
+        f"{state} / {last}",
+        pi.description,
+    ]
+
+
+def _num(v: Any) -> str:
+    # Struct numbers are doubles: print 2.0 as 2.
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+
+def pipeline_block(p: Printer, pi: Any) -> Iterator[tuple[str, str]]:
+    spec = _spec(pi)
+    transform = spec.get("transform", {})
+    yield "Name", pi.pipeline.name
+    yield "Description", pi.description
+    yield "Version", str(pi.version)
+    yield "Created", p.when(timestamp(pi, "created_at"))
+    yield "State", _state_word(enum_name(pi, "state"), "PIPELINE_")
+    if pi.reason:
+        yield "Reason", _indent(pi.reason)
+    yield "Stopped", str(pi.stopped).lower()
+    yield "Last Job State", _state_word(enum_name(pi, "last_job_state"), "JOB_")
+    yield "Input", input_shorthand(spec.get("input"))
+    yield "Output Branch", str(spec.get("output_branch", "master"))
+    yield "Image", str(transform.get("image", ""))
+    yield "Cmd", json.dumps(transform.get("cmd", []))
+    if transform.get("stdin"):
+        yield "Stdin", _indent("\n".join(transform["stdin"]))
+    yield "Parallelism", _num(spec.get("parallelism_spec", {}).get("constant", 1))
+    yield "Datum Tries", _num(spec.get("datum_tries", 3))
+    if spec.get("datum_timeout"):
+        yield "Datum Timeout", str(spec["datum_timeout"])
+    if spec.get("job_timeout"):
+        yield "Job Timeout", str(spec["job_timeout"])
+    yield "Reprocess Spec", str(spec.get("reprocess_spec", "until_success"))
+    yield "Salt", pi.salt
+
+
+def progress(ji: Any) -> str:
+    """pachctl's PROGRESS: ``processed + skipped / total`` (recovered added when any)."""
+    if ji.data_recovered:
+        return f"{ji.data_processed} + {ji.data_skipped} + {ji.data_recovered} / {ji.data_total}"
+    return f"{ji.data_processed} + {ji.data_skipped} / {ji.data_total}"
+
+
+def _duration(ji: Any) -> str:
+    started, finished = timestamp(ji, "started"), timestamp(ji, "finished")
+    if started is None or finished is None:
+        return "-"
+    return human_duration(finished - started)
+
+
+def _bytes_stat(ji: Any, key: str) -> str:
+    return human_size(int(ji.stats[key])) if key in ji.stats else "-"
+
+
+def _secs(v: float) -> str:
+    return f"{v * 1000:.0f}ms" if v < 1 else f"{v:.2f}s"
+
+
+def job_row(p: Printer, ji: Any) -> list[str]:
+    state = job_state(ji)
+    if ji.reason and state in ("failure", "killed", "unrunnable"):
+        first = ji.reason.splitlines()[0]
+        if len(first) > _REASON_IN_TABLE:
+            first = first[: _REASON_IN_TABLE - 3] + "..."
+        state = f"{state}: {first}"
+    return [
+        ji.job.pipeline.name,
+        ji.job.id,
+        p.when(timestamp(ji, "started")),
+        _duration(ji),
+        str(ji.restart),
+        progress(ji),
+        _bytes_stat(ji, "download_bytes"),
+        _bytes_stat(ji, "upload_bytes"),
+        state,
+    ]
+
+
+def job_block(p: Printer, ji: Any) -> Iterator[tuple[str, str]]:
+    state = job_state(ji)
+    yield "ID", ji.job.id
+    yield "Pipeline", ji.job.pipeline.name
+    yield "Pipeline Version", str(ji.pipeline_version)
+    if state == "success" and ji.reason:
+        # pachctl: "success: there were no datums to process" when all were skipped.
+        yield "State", f"{state}: {ji.reason}"
+    else:
+        yield "State", state
+        if ji.reason:
+            yield "Reason", _indent(ji.reason)
+    yield "Created", p.when(timestamp(ji, "created"))
+    yield "Started", p.when(timestamp(ji, "started"))
+    yield "Finished", p.when(timestamp(ji, "finished"))
+    yield "Duration", _duration(ji)
+    yield "Progress", progress(ji)
+    yield "Data Processed", str(ji.data_processed)
+    yield "Data Skipped", str(ji.data_skipped)
+    yield "Data Failed", str(ji.data_failed)
+    yield "Data Recovered", str(ji.data_recovered)
+    yield "Data Total", str(ji.data_total)
+    yield "Data Downloaded", _bytes_stat(ji, "download_bytes")
+    yield "Data Uploaded", _bytes_stat(ji, "upload_bytes")
+    for key, label in (("download_seconds", "Download Time"), ("process_seconds", "Process Time"),
+                       ("upload_seconds", "Upload Time")):
+        if key in ji.stats:
+            yield label, _secs(ji.stats[key])
+    yield "Restarts", str(ji.restart)
+    yield "Salt", ji.salt
+    yield "Input Commits", ", ".join(f"{c.repo}@{c.id}" for c in ji.input_commits) or "-"
+    yield "Output Commit", f"{ji.output_commit.repo}@{ji.output_commit.id}"
+
+
+def _datum_state(di: Any) -> str:
+    name = enum_name(di, "state")
+    return "-" if name in ("STARTING", "UNKNOWN") else name.lower()
+
+
+def _datum_file(f: Any) -> str:
+    return f"{f.repo}@{f.commit}:{f.path}"
+
+
+def datum_row(p: Printer, di: Any) -> list[str]:
+    preview = not di.datum.HasField("job")
+    return [
+        "-" if preview else di.datum.id,
+        ", ".join(_datum_file(f) for f in di.files),
+        _datum_state(di),
+        human_duration(di.duration) if di.duration else "-",
+    ]
+
+
+def datum_block(p: Printer, di: Any) -> Iterator[tuple[str, str]]:
+    yield "ID", di.datum.id
+    yield "Job ID", f"{di.datum.job.pipeline.name}@{di.datum.job.id}"
+    yield "State", _datum_state(di)
+    if di.reason:
+        yield "Reason", _indent(di.reason)
+    yield "Attempts", str(di.attempts)
+    yield "Total Time", _secs(di.duration) if di.duration else "-"
+    for key, label in (("download_bytes", "Data Downloaded"), ("upload_bytes", "Data Uploaded")):
+        if key in di.stats:
+            yield label, human_size(int(di.stats[key]))
+    for key, label in (("download_seconds", "Download Time"), ("process_seconds", "Process Time"),
+                       ("upload_seconds", "Upload Time")):
+        if key in di.stats:
+            yield label, _secs(di.stats[key])
+    yield "Hash", di.hash or "-"
+    yield "Inputs", _indent("\n".join(
+        f"{f.input}: {_datum_file(f)}" for f in di.files)) if len(di.files) else "-"
+    yield "Outputs", ", ".join(di.outputs) or "-"
+
+
+# --- pipelines ----------------------------------------------------------------
+
+
+def _create(ctx: Context, args: argparse.Namespace, update: bool) -> int:
+    if not args.file:
+        raise UsageError("give the spec file with -f FILE (or -f - for stdin)")
+    client = ctx.client()
+    for text in split_specs(_read_text(args.file)):
+        client.create_pipeline(text, update=update, reprocess=getattr(args, "reprocess", False))
+    return 0
+
+
+def run_create_pipeline(ctx: Context, args: argparse.Namespace) -> int:
+    return _create(ctx, args, update=False)
+
+
+def run_update_pipeline(ctx: Context, args: argparse.Namespace) -> int:
+    return _create(ctx, args, update=True)
+
+
+def run_list_pipeline(ctx: Context, args: argparse.Namespace) -> int:
+    p = printer(args)
+    client = ctx.client()
+    items = [client.inspect_pipeline(args.pipeline)] if args.pipeline else client.list_pipeline()
+    p.items(items, PIPELINE_HEADER, lambda m: pipeline_row(p, m))
+    return 0
+
+
+def run_inspect_pipeline(ctx: Context, args: argparse.Namespace) -> int:
+    p = printer(args)
+    p.block(ctx.client().inspect_pipeline(args.pipeline), lambda m: pipeline_block(p, m))
+    return 0
+
+
+def run_delete_pipeline(ctx: Context, args: argparse.Namespace) -> int:
+    client = ctx.client()
+    if args.all == (args.pipeline is not None):
+        raise UsageError("give either a PIPELINE or --all")
+    if args.pipeline is not None:
+        client.delete_pipeline(args.pipeline, force=args.force, keep_repo=args.keep_repo)
+        return 0
+    # --all: names first (deleting while the listing streams would change it);
+    # force, since consumers of a deleted pipeline are deleted next anyway.
+    names = [pi.pipeline.name for pi in client.list_pipeline()]
+    for name in names:
+        client.delete_pipeline(name, force=True, keep_repo=args.keep_repo)
+    return 0
+
+
+def run_start_pipeline(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.client().start_pipeline(args.pipeline)
+    return 0
+
+
+def run_stop_pipeline(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.client().stop_pipeline(args.pipeline)
+    return 0
+
+
+# --- jobs -----------------------------------------------------------------------
+
+
+def run_list_job(ctx: Context, args: argparse.Namespace) -> int:
+    p = printer(args)
+    if args.number < 0:
+        raise UsageError("--number must be >= 0")
+    client = ctx.client()
+    if args.target:
+        # `list job P@ID` (pachctl): that one job.
+        items: Any = [client.inspect_job(*parse_job(args.target))]
+    else:
+        items = client.list_job(args.pipeline, number=args.number)
+    p.items(items, JOB_HEADER, lambda m: job_row(p, m))
+    return 0
+
+
+def run_inspect_job(ctx: Context, args: argparse.Namespace) -> int:
+    p = printer(args)
+    p.block(ctx.client().inspect_job(*parse_job(args.job)), lambda m: job_block(p, m))
+    return 0
+
+
+def run_wait_job(ctx: Context, args: argparse.Namespace) -> int:
+    # Exit 0 whatever the final state (as pachctl): the state is printed.
+    p = printer(args)
+    p.block(ctx.client().wait_job(*parse_job(args.job)), lambda m: job_block(p, m))
+    return 0
+
+
+def run_stop_job(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.client().stop_job(*parse_job(args.job))
+    return 0
+
+
+# --- datums and logs ------------------------------------------------------------
+
+
+def run_list_datum(ctx: Context, args: argparse.Namespace) -> int:
+    p = printer(args)
+    client = ctx.client()
+    if (args.job is None) == (args.file is None):
+        raise UsageError("give either PIPELINE@JOB or -f SPEC-FILE (a preview)")
+    if args.file is not None:
+        specs = split_specs(_read_text(args.file))
+        if len(specs) != 1:
+            raise UsageError(f"-f {args.file} holds {len(specs)} pipelines; preview one at a time")
+        items = client.list_datum_for_spec(specs[0])
+    else:
+        items = client.list_datum(*parse_job(args.job))
+    p.items(items, DATUM_HEADER, lambda m: datum_row(p, m))
+    return 0
+
+
+def run_inspect_datum(ctx: Context, args: argparse.Namespace) -> int:
+    p = printer(args)
+    pipeline, job = parse_job(args.job)
+    p.block(ctx.client().inspect_datum(pipeline, job, args.datum), lambda m: datum_block(p, m))
+    return 0
+
+
+def run_logs(ctx: Context, args: argparse.Namespace) -> int:
+    p = printer(args)
+    pipeline, job = args.pipeline, args.job
+    if job and "@" in job:
+        jp, job = parse_job(job)
+        if pipeline and pipeline != jp:
+            raise UsageError(f"--job {args.job} is not a job of pipeline {pipeline}")
+        pipeline = jp
+    if not pipeline:
+        raise UsageError("give the pipeline with -p PIPELINE (or -j PIPELINE@JOB)")
+    stream = ctx.client().get_logs(pipeline, job=job, datum=args.datum, follow=args.follow)
+    try:
+        for line in stream:
+            if p.raw:
+                p.message(line)
+            else:
+                print(line.message, flush=args.follow)
+    except KeyboardInterrupt:
+        # Ctrl-C is how a user ends `logs -f`: not an error.
+        stream.close()
+    return 0
+
+
+# --- registration -------------------------------------------------------------
+
+
+def _verb(sub: Any, verbs: dict[str, Any], name: str, help: str) -> Any:
+    """The noun subparsers of ``name``, creating the verb if cli.main lacks it."""
+    if name not in verbs:
+        vp = sub.add_parser(name, help=help, description=help)
+        verbs[name] = vp.add_subparsers(dest="noun", metavar="<noun>", parser_class=type(vp))
+        vp.set_defaults(verb_parser=vp)
+    return verbs[name]
+
+
+def _spec_flag(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("-f", "--file", required=required, metavar="FILE",
+                   help="pipeline spec, JSON or YAML, one or more pipelines ('-' for stdin)")
+
+
+def register(verbs: dict[str, Any], sub: Any) -> None:
+    """Add the pipeline, job, datum and logs commands.
+
+    Args:
+        verbs: the verbs' noun subparsers, by verb (see ``cli.main``).
+        sub: the top-level subparsers, for the verbs only PPS has (``stop``)
+            and ``logs``, which takes no noun.
+    """
+    # `list pipelines` etc. behave like the singular, as for PFS's nouns.
+    for noun in ("pipeline", "job", "datum"):
+        PLURALS.setdefault(noun, noun + "s")
+    stop = _verb(sub, verbs, "stop", "stop a pipeline or job")
+
+    # pipeline
+    p = noun_parser(verbs["create"], "pipeline", run_create_pipeline,
+                    "create pipelines from a spec file")
+    _spec_flag(p)
+
+    p = noun_parser(verbs["update"], "pipeline", run_update_pipeline,
+                    "update pipelines from a spec file",
+                    "update pipelines; unchanged datums are skipped unless --reprocess")
+    _spec_flag(p)
+    p.add_argument("--reprocess", action="store_true",
+                   help="reprocess every datum, even those already processed")
+
+    p = noun_parser(verbs["list"], "pipeline", run_list_pipeline, "list pipelines")
+    p.add_argument("pipeline", nargs="?", metavar="PIPELINE")
+    add_output_flags(p)
+
+    p = noun_parser(verbs["inspect"], "pipeline", run_inspect_pipeline,
+                    "show a pipeline's details")
+    p.add_argument("pipeline", metavar="PIPELINE")
+    add_output_flags(p)
+
+    p = noun_parser(verbs["delete"], "pipeline", run_delete_pipeline,
+                    "delete a pipeline, its jobs and its output repo")
+    p.add_argument("pipeline", nargs="?", metavar="PIPELINE")
+    p.add_argument("--all", action="store_true", help="delete every pipeline")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="delete even if other pipelines read its output")
+    p.add_argument("--keep-repo", action="store_true", help="keep the output repo")
+
+    p = noun_parser(verbs["start"], "pipeline", run_start_pipeline,
+                    "restart a stopped pipeline")
+    p.add_argument("pipeline", metavar="PIPELINE")
+
+    p = noun_parser(stop, "pipeline", run_stop_pipeline,
+                    "stop a pipeline: kill its jobs, start no new ones")
+    p.add_argument("pipeline", metavar="PIPELINE")
+
+    # job
+    p = noun_parser(verbs["list"], "job", run_list_job, "list jobs, newest first")
+    p.add_argument("target", nargs="?", metavar="PIPELINE@JOB")
+    p.add_argument("-p", "--pipeline", help="only jobs of this pipeline")
+    p.add_argument("-n", "--number", type=int, default=0, help="list at most N jobs")
+    add_output_flags(p)
+
+    p = noun_parser(verbs["inspect"], "job", run_inspect_job, "show a job's details")
+    p.add_argument("job", metavar="PIPELINE@JOB")
+    add_output_flags(p)
+
+    p = noun_parser(verbs["wait"], "job", run_wait_job,
+                    "wait until a job is done (success, failure, killed or unrunnable)")
+    p.add_argument("job", metavar="PIPELINE@JOB")
+    add_output_flags(p)
+
+    p = noun_parser(stop, "job", run_stop_job, "kill a running job")
+    p.add_argument("job", metavar="PIPELINE@JOB")
+
+    # datum
+    p = noun_parser(verbs["list"], "datum", run_list_datum,
+                    "list a job's datums, or preview a spec's datums (-f)")
+    p.add_argument("job", nargs="?", metavar="PIPELINE@JOB")
+    _spec_flag(p, required=False)
+    add_output_flags(p)
+
+    p = noun_parser(verbs["inspect"], "datum", run_inspect_datum, "show a datum's details")
+    p.add_argument("job", metavar="PIPELINE@JOB")
+    p.add_argument("datum", metavar="DATUM-ID")
+    add_output_flags(p)
+
+    # logs: a verb without a noun, as in pachctl.
+    p = sub.add_parser("logs", help="print the logs of a pipeline's user code",
+                       description="print the logs of a pipeline's user code")
+    p.add_argument("--address", default=argparse.SUPPRESS, metavar="HOST:PORT",
+                   help="the daemon's address")
+    p.add_argument("-p", "--pipeline", help="the pipeline")
+    p.add_argument("-j", "--job", metavar="JOB", help="only this job (ID or PIPELINE@JOB)")
+    p.add_argument("--datum", metavar="DATUM-ID", help="only this datum (ID or prefix)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    add_output_flags(p, timestamps=False)
+    p.set_defaults(run=run_logs)
