@@ -98,14 +98,22 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
     if not _bindable(address):
         print(f"tusk daemon: {AddressInUse(address)}", file=sys.stderr)
         return 1
+    from pps.api import PPS
+    from tusk.pps_server import registrar as pps_registrar
+
     try:
         pfs = open_pfs(data_dir, metadata_url=metadata, storage_url=storage)
+        # PPS resumes its pipelines' masters and workers at once; datums are
+        # staged under DATA_DIR/scratch.
+        pps = PPS(pfs, scratch_dir=os.path.join(data_dir, "scratch"))
     except errors.TuskError as exc:
         print(f"tusk daemon: {exc}", file=sys.stderr)
         return 1
     try:
-        server, port = serve(pfs, address, registrars=[hook(pfs) for hook in EXTRA_SERVICES])
+        server, port = serve(pfs, address, registrars=[
+            pps_registrar(pps), *(hook(pfs) for hook in EXTRA_SERVICES)])
     except AddressInUse as exc:
+        pps.close()
         print(f"tusk daemon: {exc}", file=sys.stderr)
         return 1
     host = address.rsplit(":", 1)[0]
@@ -129,6 +137,7 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        pps.close()  # after the server: no call can reach PPS any more
         close = getattr(pfs.meta, "close", None)
         if callable(close):
             close()
