@@ -39,6 +39,7 @@ from google.protobuf import wrappers_pb2
 
 from pfs import errors
 from tusk.api import pfs_pb2, pfs_pb2_grpc
+from tusk.pps_client import PPSMixin
 
 DEFAULT_ADDRESS = "127.0.0.1:1650"
 #: Size of one ModifyFile message (packed small files) and of one piece of a
@@ -181,7 +182,7 @@ def _enum(value: str | int | None, names: Sequence[str], what: str) -> str | Non
 # --- the client ------------------------------------------------------------------------
 
 
-class Client:
+class Client(PPSMixin):  # pipelines, jobs, datums, logs: tusk/pps_client.py
     """A connection to a tusk daemon. Thread-safe; share one per process.
 
     Args:
