@@ -28,7 +28,7 @@ import sys
 from importlib import metadata
 from typing import Any, NoReturn
 
-from cli import file_cmds, pfs_cmds
+from cli import file_cmds, pfs_cmds, pps_cmds
 from cli.common import CLIError, Context, UsageError, api_errors
 from cli.refs import RefError
 
@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         vp.set_defaults(verb_parser=vp)
     pfs_cmds.register(verbs)
     file_cmds.register(verbs)
+    pps_cmds.register(verbs, sub)
     vp = sub.add_parser("version", help="print the version")
     vp.add_argument("--client-only", action="store_true", help="accepted for pachctl compatibility")
     vp.set_defaults(run=run_version)
