@@ -380,7 +380,7 @@ class PPS:
             if old is not None and old.version == rec.version:
                 return
             if old is not None:
-                old.stop()
+                old.stop(join=False)
             ctrl = _Controller(self, rec.name, rec.version, spec)
             self._controllers[rec.name] = ctrl
             ctrl.start()
@@ -680,9 +680,13 @@ class _Controller:
         for t in self.threads:
             t.start()
 
-    def stop(self) -> None:
+    def stop(self, join: bool = True) -> None:
+        """Stop the threads. Callers holding the PPS lock must not join: the
+        threads need that lock to notice the stop."""
         self.stop_event.set()
         self.pps._notify()
+        if not join:
+            return
         for t in self.threads:
             if t is not threading.current_thread():
                 t.join(timeout=30)
