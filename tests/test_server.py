@@ -236,6 +236,17 @@ def test_two_thousand_small_files_make_one_commit(client: Client, repo: str) -> 
     assert ci.size_bytes_upper_bound == sum(len(v) for v in files.values())
 
 
+def test_listings_stream_in_batches_and_can_stop_early(client: Client, repo: str) -> None:
+    client.put_files(repo, "master", {f"/many/{i:05d}": b"" for i in range(5000)})
+    walked = list(client.walk_file(repo, "master", "/many"))
+    assert len(walked) == 5001 and walked[0].file.path == "/many/"
+    assert [fi.file.path for fi in walked[1:]] == [f"/many/{i:05d}" for i in range(5000)]
+    head = client.glob_file(repo, "master", "/many/*")
+    assert next(head).file.path == "/many/00000"
+    head.close()  # cancels the rest on the server
+    assert len(list(client.diff_file(repo, "master"))) == 5002  # /, /many/, 5000 files
+
+
 def test_64_mib_file_streams_in_pieces(client: Client, repo: str, tmp_path: Path) -> None:
     local = tmp_path / "big.bin"
     block = os.urandom(1 << 20)
