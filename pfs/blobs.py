@@ -3,8 +3,9 @@
 Everything PFS stores in the object store goes through this module:
 
 * **Chunks.** File content is split into content-defined chunks (FastCDC,
-  256 KiB min / 1 MiB average / 4 MiB max) so a new version of a large file
-  stores only the chunks that changed. Content under ``SMALL_FILE`` bytes is
+  128 KiB min / 512 KiB average / 2 MiB max) so a new version of a large file
+  stores only the chunks that changed: an edit costs its own size plus at
+  most two neighbouring chunks (<= 2 MiB each), typically ~1 MiB more. Content under ``SMALL_FILE`` bytes is
   one chunk. A chunk's ID is the BLAKE3 digest of its bytes.
 * **Packs.** Chunks are never one object each: a writer appends chunks (and
   index nodes) to an in-memory pack and writes it as one object of about
@@ -44,9 +45,9 @@ from pfs.objects import ObjectStore
 ChunkRef = tuple[bytes, int, str, int]
 
 SMALL_FILE = 256 * 1024
-CDC_MIN = 256 * 1024
-CDC_AVG = 1024 * 1024
-CDC_MAX = 4 * 1024 * 1024
+CDC_MIN = 128 * 1024
+CDC_AVG = 512 * 1024
+CDC_MAX = 2 * 1024 * 1024
 PACK_TARGET = 8 * 1024 * 1024
 # How much incoming data is buffered before chunking. Must be > CDC_MAX so
 # every chunk but the last of a window is a true content-defined chunk.
