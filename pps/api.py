@@ -302,12 +302,7 @@ class PPS:
     def _input_branches(self, spec: PipelineSpec) -> list[BranchRef]:
         out: list[BranchRef] = []
         for leaf in spec.input.leaves():
-            repo = getattr(leaf, "repo", "")
-            branch = getattr(leaf, "branch", "master")
-            if not repo:
-                raise InvalidArgument(
-                    f"pipeline {spec.name}: cron inputs are not supported yet")
-            ref = BranchRef(repo, branch)
+            ref = BranchRef(leaf.repo, leaf.branch)
             if ref not in out:
                 out.append(ref)
         return out
@@ -320,6 +315,11 @@ class PPS:
         update = update or spec.update
         reprocess = reprocess or spec.reprocess
         inputs = self._input_branches(spec)
+        for cron in _cron_inputs(spec):
+            try:
+                self.pfs.inspect_repo(cron.repo)
+            except NotFound:
+                self.pfs.create_repo(cron.repo, f"Cron ticks ({cron.spec}) for pipeline {name}.")
         for b in inputs:
             try:
                 self.pfs.inspect_repo(b.repo)
@@ -429,6 +429,12 @@ class PPS:
                     if not batch:
                         break
                     self.meta.txn([], [Delete(k) for k in batch])
+            if not keep_repo:
+                for cron in _cron_inputs(spec_from_dict(rec.spec)):
+                    try:
+                        self.pfs.delete_repo(cron.repo, force=True)
+                    except NotFound:
+                        pass
             if keep_repo:
                 b = self.pfs._get_branch(name, rec.spec.get("output_branch", "master"))
                 if b is not None:
@@ -460,6 +466,24 @@ class PPS:
             spec = spec_from_dict(rec.spec)
             self.pfs.set_branch_provenance(name, spec.output_branch, self._input_branches(spec),
                                            new_head=True)
+
+    def run_cron(self, name: str) -> None:
+        """Tick every cron input of pipeline ``name`` now (``tusk run cron``)."""
+        rec = self._get_pipeline(name)
+        crons = _cron_inputs(spec_from_dict(rec.spec))
+        if not crons:
+            raise FailedPrecondition(f"pipeline {name} has no cron input")
+        for cron in crons:
+            self._tick(name, cron, time.time())
+
+    def _tick(self, pipeline: str, cron: Any, when: float) -> None:
+        """Commit one tick file (named by its RFC 3339 time) to the cron repo."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+        with self.pfs.modify_file(cron.repo, "master") as w:
+            if cron.overwrite:
+                w.delete_file("/")
+            w.put_file(f"/{stamp}", [b""])
+        self.meta.put(f"cron/{pipeline}/{cron.name}", json.dumps({"last": when}).encode())
 
     # -- jobs ----------------------------------------------------------------------
 
@@ -641,6 +665,33 @@ class PPS:
                 return
 
 
+def _cron_inputs(spec: PipelineSpec) -> list[Any]:
+    return [leaf for leaf in spec.input.leaves() if hasattr(leaf, "overwrite")]
+
+
+def _next_tick(schedule: str, after: float) -> float:
+    """The first scheduled time strictly after ``after`` (epoch seconds)."""
+    from pps.spec import parse_duration
+
+    if schedule.startswith("@every "):
+        return after + parse_duration(schedule[len("@every "):])
+    import datetime
+
+    from croniter import croniter
+
+    base = datetime.datetime.fromtimestamp(after, tz=datetime.timezone.utc)
+    nxt: float = croniter(schedule, base).get_next(float)
+    return nxt
+
+
+def _parse_start(start: str, default: float) -> float:
+    if not start:
+        return default
+    import datetime
+
+    return datetime.datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp()
+
+
 def _files(pd: PlannedDatum | None) -> tuple[DatumFile, ...]:
     if pd is None:
         return ()
@@ -677,8 +728,36 @@ class _Controller:
         for i in range(n):
             self.threads.append(threading.Thread(target=self._worker_loop, args=(i,),
                                                  name=f"pps-worker-{self.name}-{i}", daemon=True))
+        for cron in _cron_inputs(self.spec):
+            self.threads.append(threading.Thread(target=self._cron_loop, args=(cron,),
+                                                 name=f"pps-cron-{self.name}-{cron.name}",
+                                                 daemon=True))
         for t in self.threads:
             t.start()
+
+    MAX_CATCH_UP = 100  # ticks made at once for a start time in the past
+
+    def _cron_loop(self, cron: Any) -> None:
+        pps = self.pps
+        while not self.stop_event.is_set():
+            try:
+                rec = pps._get_pipeline(self.name)
+                kv = pps.meta.get(f"cron/{self.name}/{cron.name}")
+                last = (json.loads(kv.value)["last"] if kv is not None
+                        else _parse_start(cron.start, rec.created) - 1e-6)
+                due = _next_tick(cron.spec, last)
+                now = time.time()
+                if rec.stopped or due > now:
+                    self.stop_event.wait(min(1.0, max(0.01, due - now)))
+                    continue
+                for _ in range(self.MAX_CATCH_UP):
+                    pps._tick(self.name, cron, due)
+                    due = _next_tick(cron.spec, due)
+                    if due > time.time():
+                        break
+            except TuskError as e:
+                log.warning("pipeline %s cron %s: %s", self.name, cron.name, e)
+                self.stop_event.wait(1.0)
 
     def stop(self, join: bool = True) -> None:
         """Stop the threads. Callers holding the PPS lock must not join: the

@@ -317,3 +317,27 @@ def test_daemon_killed_mid_job_resumes_with_identical_output(busybox_image: str,
         pfs.meta.close()
     finally:
         api.UNIT_TARGET = old
+
+
+def test_cron_input_ticks_and_run_cron(env: tuple[PFS, PPS]) -> None:
+    pfs, pps = env
+    pps.create_pipeline(spec("tick", "cp /pfs/clock/* /pfs/out/",
+                             {"cron": {"name": "clock", "spec": "@every 1s", "overwrite": True}}))
+    assert pfs.inspect_repo("tick_clock").name == "tick_clock"
+    deadline = time.monotonic() + 30
+    while len(pps.list_job("tick")) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    jobs = pps.list_job("tick")
+    assert len(jobs) >= 3  # the first job plus at least two ticks
+    last = wait_job(pps, "tick", jobs[0].id)
+    assert last.state == JobState.SUCCESS
+    ticks = [f.path for f in pfs.list_file("tick_clock", "master")]
+    assert len(ticks) == 1  # overwrite keeps only the latest tick
+    n = len(pps.list_job("tick"))
+    pps.stop_pipeline("tick")
+    pps.start_pipeline("tick")
+    pps.run_cron("tick")
+    assert len(pps.list_job("tick")) >= n + 1
+    pps.delete_pipeline("tick")
+    with pytest.raises(errors.RepoNotFound):
+        pfs.inspect_repo("tick_clock")
