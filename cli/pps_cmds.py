@@ -254,8 +254,11 @@ def job_block(p: Printer, ji: Any) -> Iterator[tuple[str, str]]:
     yield "Data Total", str(ji.data_total)
     yield "Data Downloaded", _bytes_stat(ji, "download_bytes")
     yield "Data Uploaded", _bytes_stat(ji, "upload_bytes")
-    for key, label in (("download_seconds", "Download Time"), ("process_seconds", "Process Time"),
-                       ("upload_seconds", "Upload Time")):
+    for key, label in (
+        ("download_seconds", "Download Time"),
+        ("process_seconds", "Process Time"),
+        ("upload_seconds", "Upload Time"),
+    ):
         if key in ji.stats:
             yield label, _secs(ji.stats[key])
     yield "Restarts", str(ji.restart)
@@ -294,13 +297,20 @@ def datum_block(p: Printer, di: Any) -> Iterator[tuple[str, str]]:
     for key, label in (("download_bytes", "Data Downloaded"), ("upload_bytes", "Data Uploaded")):
         if key in di.stats:
             yield label, human_size(int(di.stats[key]))
-    for key, label in (("download_seconds", "Download Time"), ("process_seconds", "Process Time"),
-                       ("upload_seconds", "Upload Time")):
+    for key, label in (
+        ("download_seconds", "Download Time"),
+        ("process_seconds", "Process Time"),
+        ("upload_seconds", "Upload Time"),
+    ):
         if key in di.stats:
             yield label, _secs(di.stats[key])
     yield "Hash", di.hash or "-"
-    yield "Inputs", _indent("\n".join(
-        f"{f.input}: {_datum_file(f)}" for f in di.files)) if len(di.files) else "-"
+    yield (
+        "Inputs",
+        _indent("\n".join(f"{f.input}: {_datum_file(f)}" for f in di.files))
+        if len(di.files)
+        else "-",
+    )
     yield "Outputs", ", ".join(di.outputs) or "-"
 
 
@@ -460,8 +470,13 @@ def _verb(sub: Any, verbs: dict[str, Any], name: str, help: str) -> Any:
 
 
 def _spec_flag(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("-f", "--file", required=required, metavar="FILE",
-                   help="pipeline spec, JSON or YAML, one or more pipelines ('-' for stdin)")
+    p.add_argument(
+        "-f",
+        "--file",
+        required=required,
+        metavar="FILE",
+        help="pipeline spec, JSON or YAML, one or more pipelines ('-' for stdin)",
+    )
 
 
 def register(verbs: dict[str, Any], sub: Any) -> None:
@@ -478,40 +493,52 @@ def register(verbs: dict[str, Any], sub: Any) -> None:
     stop = _verb(sub, verbs, "stop", "stop a pipeline or job")
 
     # pipeline
-    p = noun_parser(verbs["create"], "pipeline", run_create_pipeline,
-                    "create pipelines from a spec file")
+    p = noun_parser(
+        verbs["create"], "pipeline", run_create_pipeline, "create pipelines from a spec file"
+    )
     _spec_flag(p)
 
-    p = noun_parser(verbs["update"], "pipeline", run_update_pipeline,
-                    "update pipelines from a spec file",
-                    "update pipelines; unchanged datums are skipped unless --reprocess")
+    p = noun_parser(
+        verbs["update"],
+        "pipeline",
+        run_update_pipeline,
+        "update pipelines from a spec file",
+        "update pipelines; unchanged datums are skipped unless --reprocess",
+    )
     _spec_flag(p)
-    p.add_argument("--reprocess", action="store_true",
-                   help="reprocess every datum, even those already processed")
+    p.add_argument(
+        "--reprocess",
+        action="store_true",
+        help="reprocess every datum, even those already processed",
+    )
 
     p = noun_parser(verbs["list"], "pipeline", run_list_pipeline, "list pipelines")
     p.add_argument("pipeline", nargs="?", metavar="PIPELINE")
     add_output_flags(p)
 
-    p = noun_parser(verbs["inspect"], "pipeline", run_inspect_pipeline,
-                    "show a pipeline's details")
+    p = noun_parser(verbs["inspect"], "pipeline", run_inspect_pipeline, "show a pipeline's details")
     p.add_argument("pipeline", metavar="PIPELINE")
     add_output_flags(p)
 
-    p = noun_parser(verbs["delete"], "pipeline", run_delete_pipeline,
-                    "delete a pipeline, its jobs and its output repo")
+    p = noun_parser(
+        verbs["delete"],
+        "pipeline",
+        run_delete_pipeline,
+        "delete a pipeline, its jobs and its output repo",
+    )
     p.add_argument("pipeline", nargs="?", metavar="PIPELINE")
     p.add_argument("--all", action="store_true", help="delete every pipeline")
-    p.add_argument("-f", "--force", action="store_true",
-                   help="delete even if other pipelines read its output")
+    p.add_argument(
+        "-f", "--force", action="store_true", help="delete even if other pipelines read its output"
+    )
     p.add_argument("--keep-repo", action="store_true", help="keep the output repo")
 
-    p = noun_parser(verbs["start"], "pipeline", run_start_pipeline,
-                    "restart a stopped pipeline")
+    p = noun_parser(verbs["start"], "pipeline", run_start_pipeline, "restart a stopped pipeline")
     p.add_argument("pipeline", metavar="PIPELINE")
 
-    p = noun_parser(stop, "pipeline", run_stop_pipeline,
-                    "stop a pipeline: kill its jobs, start no new ones")
+    p = noun_parser(
+        stop, "pipeline", run_stop_pipeline, "stop a pipeline: kill its jobs, start no new ones"
+    )
     p.add_argument("pipeline", metavar="PIPELINE")
 
     # job
@@ -525,8 +552,12 @@ def register(verbs: dict[str, Any], sub: Any) -> None:
     p.add_argument("job", metavar="PIPELINE@JOB")
     add_output_flags(p)
 
-    p = noun_parser(verbs["wait"], "job", run_wait_job,
-                    "wait until a job is done (success, failure, killed or unrunnable)")
+    p = noun_parser(
+        verbs["wait"],
+        "job",
+        run_wait_job,
+        "wait until a job is done (success, failure, killed or unrunnable)",
+    )
     p.add_argument("job", metavar="PIPELINE@JOB")
     add_output_flags(p)
 
@@ -534,8 +565,12 @@ def register(verbs: dict[str, Any], sub: Any) -> None:
     p.add_argument("job", metavar="PIPELINE@JOB")
 
     # datum
-    p = noun_parser(verbs["list"], "datum", run_list_datum,
-                    "list a job's datums, or preview a spec's datums (-f)")
+    p = noun_parser(
+        verbs["list"],
+        "datum",
+        run_list_datum,
+        "list a job's datums, or preview a spec's datums (-f)",
+    )
     p.add_argument("job", nargs="?", metavar="PIPELINE@JOB")
     _spec_flag(p, required=False)
     add_output_flags(p)
@@ -546,10 +581,14 @@ def register(verbs: dict[str, Any], sub: Any) -> None:
     add_output_flags(p)
 
     # logs: a verb without a noun, as in pachctl.
-    p = sub.add_parser("logs", help="print the logs of a pipeline's user code",
-                       description="print the logs of a pipeline's user code")
-    p.add_argument("--address", default=argparse.SUPPRESS, metavar="HOST:PORT",
-                   help="the daemon's address")
+    p = sub.add_parser(
+        "logs",
+        help="print the logs of a pipeline's user code",
+        description="print the logs of a pipeline's user code",
+    )
+    p.add_argument(
+        "--address", default=argparse.SUPPRESS, metavar="HOST:PORT", help="the daemon's address"
+    )
     p.add_argument("-p", "--pipeline", help="the pipeline")
     p.add_argument("-j", "--job", metavar="JOB", help="only this job (ID or PIPELINE@JOB)")
     p.add_argument("--datum", metavar="DATUM-ID", help="only this datum (ID or prefix)")

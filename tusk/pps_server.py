@@ -52,19 +52,18 @@ def _job(pipeline: str, job_id: str) -> pps_pb2.Job:
     return pps_pb2.Job(pipeline=_pipeline(pipeline), id=job_id)
 
 
-def _job_state(state: model.JobState | None) -> int:
-    if state is None:
-        return pps_pb2.JOB_STATE_UNKNOWN
-    return pps_pb2.JobState.Value(f"JOB_{state.value}")
+def _job_state(state: model.JobState | None) -> str:
+    # Message constructors take enum values by name; the names are Pachyderm's.
+    return "JOB_STATE_UNKNOWN" if state is None else f"JOB_{state.value}"
 
 
 #: pps.model.DatumState (pachctl's lowercase words) -> Pachyderm's enum names.
-_DATUM_STATE = {
-    model.DatumState.SUCCESS: pps_pb2.SUCCESS,
-    model.DatumState.SKIPPED: pps_pb2.SKIPPED,
-    model.DatumState.FAILED: pps_pb2.FAILED,
-    model.DatumState.RECOVERED: pps_pb2.RECOVERED,
-    model.DatumState.PENDING: pps_pb2.STARTING,
+_DATUM_STATE: dict[model.DatumState, str] = {
+    model.DatumState.SUCCESS: "SUCCESS",
+    model.DatumState.SKIPPED: "SKIPPED",
+    model.DatumState.FAILED: "FAILED",
+    model.DatumState.RECOVERED: "RECOVERED",
+    model.DatumState.PENDING: "STARTING",
 }
 
 
@@ -76,7 +75,7 @@ def pipeline_info_msg(pi: model.PipelineInfo) -> pps_pb2.PipelineInfo:
         pipeline=_pipeline(pi.name),
         version=pi.version,
         spec=spec,
-        state=pps_pb2.PipelineState.Value(f"PIPELINE_{pi.state.value}"),
+        state=f"PIPELINE_{pi.state.value}",
         reason=pi.reason,
         created_at=_ts(pi.created),
         last_job_state=_job_state(pi.last_job_state),
