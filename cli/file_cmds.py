@@ -254,8 +254,21 @@ def run_glob_file(ctx: Context, args: argparse.Namespace) -> int:
 def run_inspect_file(ctx: Context, args: argparse.Namespace) -> int:
     p = printer(args)
     fref = refs.parse_file(args.file_ref)
-    fi = ctx.client().inspect_file(fref.repo, fref.ref, fref.path or "/")
+    client = ctx.client()
+    fi = client.inspect_file(fref.repo, fref.ref, fref.path or "/")
     p.block(fi, lambda m: _file_block(p, m))
+    datum = fi.datum or fi.file.datum
+    if datum and not args.raw:
+        # Lineage beyond commits: the datum that wrote this file and the input
+        # files (with their commits) it was computed from.
+        from cli.common import api_errors
+
+        try:
+            d = client.inspect_datum(fi.file.commit.repo, fi.file.commit.id, datum)
+        except api_errors().NotFound:
+            return 0  # the job's records are gone (pipeline deleted): the file info stands alone
+        for f in d.files:
+            print(f"Datum Input: {f.input} = {f.repo}@{f.commit}:{f.path}")
     return 0
 
 

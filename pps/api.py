@@ -884,7 +884,9 @@ class _Controller:
             current.add(pd.id)
             b = base.get(pd.id)
             if b is not None and not no_skip and b["hash"] == pd.hash and b["state"] == "success":
-                skipped.append({**b, "files": [list(f.__dict__.values()) for f in _files(pd)]})
+                # Keep the inputs of the run that produced the outputs (lineage).
+                skipped.append({**b, "files": b.get("files") or
+                                [list(f.__dict__.values()) for f in _files(pd)]})
             else:
                 process.append(pd.encode())
         removed = [b for did, b in base.items() if did not in current]
@@ -990,9 +992,12 @@ class _Controller:
                 for path, size, chunks in r["outputs"]:
                     w.put_chunks(path, [as_ref(x) for x in chunks], size, datum=r["id"])
             w.close()
+        planned = {d[0]: PlannedDatum.decode(d) for d in plan["process"]}
         index = list(plan["skipped"]) + [
-            {"id": r["id"], "hash": r["hash"], "state": r["state"],
-             "outputs": [o[0] for o in r["outputs"]]} for r in results]
+            {"id": r["id"], "hash": r["hash"], "state": r["state"], "job": j.id,
+             "outputs": [o[0] for o in r["outputs"]],
+             "files": [list(f.__dict__.values()) for f in _files(planned.get(r["id"]))]}
+            for r in results]
         pps.objects.put(_o_index(self.name, j.id), msgpack.packb(index))
         if c is not None and c.finishing is None:
             pfs.finish_commit(self.name, j.id, force=True)
