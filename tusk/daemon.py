@@ -57,6 +57,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="object store URL, e.g. s3://bucket (default: $TUSK_STORAGE "
                         "or the directory DATA_DIR/objects)")
     d.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    # One master per data set (tusk.election) and garbage collection (pfs.gc).
+    d.add_argument("--no-wait", action="store_true",
+                   help="exit 1 if another daemon is master for this data (default: wait)")
+    d.add_argument("--master-ttl", type=float, default=10.0,
+                   help="seconds a dead master blocks a successor (lease TTL; default 10)")
+    d.add_argument("--gc-interval", type=float, default=600.0,
+                   help="seconds between garbage collections (default 600; 0 disables)")
+    d.add_argument("--gc-grace", type=float, default=3600.0,
+                   help="never collect objects younger than this many seconds (default 3600)")
     sub.add_parser("worker", help="run datums for pipelines (not implemented yet)")
     return p
 
@@ -89,9 +98,11 @@ def _bindable(address: str) -> bool:
     return True
 
 
-def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str | None) -> int:
+def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str | None,
+               gc_interval: float = 0.0, gc_grace: float = 3600.0) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit code."""
     from pfs.api import open_pfs
+    from pfs.gc import Collector
     from tusk.server import AddressInUse, serve
 
     data_dir = os.path.expanduser(data_dir)
@@ -109,10 +120,13 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
     except errors.TuskError as exc:
         print(f"tusk daemon: {exc}", file=sys.stderr)
         return 1
+    # Before serving: GC tracks dedup hits from the first writer on.
+    collector = Collector(pfs, gc_interval, gc_grace).start()
     try:
         server, port = serve(pfs, address, registrars=[
             pps_registrar(pps), *(hook(pfs) for hook in EXTRA_SERVICES)])
     except AddressInUse as exc:
+        collector.stop()
         pps.close()
         print(f"tusk daemon: {exc}", file=sys.stderr)
         return 1
@@ -137,6 +151,7 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        collector.stop()
         pps.close()  # after the server: no call can reach PPS any more
         close = getattr(pfs.meta, "close", None)
         if callable(close):
@@ -152,7 +167,29 @@ def main(argv: list[str]) -> int:
         return 2
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run_daemon(args.data_dir, args.address, args.metadata, args.storage)
+    # Become master for this data before anything touches it (opening the PFS
+    # already recovers half-finished commits): see tusk.election.
+    from tusk.election import become_master
+
+    if not _bindable(args.address):  # fail now rather than after waiting
+        from tusk.server import AddressInUse
+
+        print(f"tusk daemon: {AddressInUse(args.address)}", file=sys.stderr)
+        return 1
+    data_dir = os.path.expanduser(args.data_dir)
+    try:
+        master = become_master(args.metadata or os.path.join(data_dir, "meta.db"), args.address,
+                               wait=not args.no_wait, ttl=args.master_ttl)
+    except errors.TuskError as exc:
+        print(f"tusk daemon: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    try:
+        return run_daemon(args.data_dir, args.address, args.metadata, args.storage,
+                          gc_interval=args.gc_interval, gc_grace=args.gc_grace)
+    finally:
+        master.resign()  # last: a successor starts only once this one has stopped
 
 
 if __name__ == "__main__":
