@@ -341,3 +341,125 @@ def test_cron_input_ticks_and_run_cron(env: tuple[PFS, PPS]) -> None:
     pps.delete_pipeline("tick")
     with pytest.raises(errors.RepoNotFound):
         pfs.inspect_repo("tick_clock")
+
+
+def test_join_and_group_with_keys_in_env(env: tuple[PFS, PPS]) -> None:
+    pfs, pps = env
+    pfs.create_repo("readings")
+    pfs.create_repo("params")
+    put(pfs, "readings", {f"/dev/{i}.txt": f"r{i}".encode() for i in range(1, 6)})
+    put(pfs, "params", {f"/{i}.txt": f"p{i}".encode() for i in range(1, 9)})
+    cmd = ('echo "$PACH_DATUM_readings_JOIN_ON $(cat $readings 2>/dev/null) $(cat $params)" '
+           '> /pfs/out/$PACH_DATUM_params_JOIN_ON')
+    pps.create_pipeline(spec("joined", cmd, {"join": [
+        pfs_in("readings", "/*/(*).txt", join_on="$1"),
+        pfs_in("params", "/(*).txt", join_on="$1", outer_join=True)]}))
+    j = wait_job(pps, "joined", pps.list_job("joined")[0].id)
+    assert j.state == JobState.SUCCESS, j.reason
+    out = files(pfs, "joined")
+    assert len(out) == 8  # 5 inner matches + 3 outer-only params
+    assert out["/3"] == b"3 r3 p3\n" and out["/7"] == b"  p7\n"  # outer-only: no readings
+    pfs.create_repo("labs")
+    put(pfs, "labs", {"/a-1-lab1.txt": b"1", "/b-1-lab2.txt": b"2", "/c-2-lab1.txt": b"3"})
+    pps.create_pipeline(spec("grouped", 'ls /pfs/labs | wc -l > /pfs/out/$PACH_DATUM_labs_GROUP_BY',
+                             {"group": [pfs_in("labs", "/*-(*)-lab*.txt", group_by="$1")]}))
+    g = wait_job(pps, "grouped", pps.list_job("grouped")[0].id)
+    assert g.state == JobState.SUCCESS, g.reason
+    assert {k: v.strip() for k, v in files(pfs, "grouped").items()} == {"/1": b"2", "/2": b"1"}
+
+
+def test_err_cmd_recovers_and_accept_return_code(env: tuple[PFS, PPS]) -> None:
+    pfs, pps = env
+    pfs.create_repo("data")
+    put(pfs, "data", {"/good": b"1", "/bad": b"2"})
+    pps.create_pipeline({**spec("rec", 'test -e /pfs/data/bad && exit 1; cp /pfs/data/* /pfs/out/',
+                                pfs_in("data")),
+                         "transform": {"image": IMAGE,
+                                       "cmd": ["sh", "-c",
+                                               'test -e /pfs/data/bad && exit 1; cp /pfs/data/* /pfs/out/'],
+                                       "err_cmd": ["true"]},
+                         "datum_tries": 1})
+    j = wait_job(pps, "rec", pps.list_job("rec")[0].id)
+    assert j.state == JobState.SUCCESS
+    assert (j.data_processed, j.data_recovered) == (1, 1)
+    assert files(pfs, "rec") == {"/good": b"1"}  # a recovered datum writes no output
+    pps.create_pipeline({"pipeline": {"name": "acc"},
+                         "transform": {"image": IMAGE, "cmd": ["sh", "-c", "cp /pfs/data/* /pfs/out/; exit 1"],
+                                       "accept_return_code": [1]},
+                         "input": pfs_in("data")})
+    assert wait_job(pps, "acc", pps.list_job("acc")[0].id).state == JobState.SUCCESS
+
+
+def test_datum_timeout_and_job_timeout(env: tuple[PFS, PPS]) -> None:
+    pfs, pps = env
+    pfs.create_repo("data")
+    put(pfs, "data", {"/a": b"1"})
+    pps.create_pipeline(spec("dt", "sleep 20", pfs_in("data"), datum_timeout="1s", datum_tries=1))
+    j = wait_job(pps, "dt", pps.list_job("dt")[0].id)
+    assert j.state == JobState.FAILURE and "timeout" in j.reason
+    pps.create_pipeline(spec("jt", "sleep 20", pfs_in("data"), job_timeout="2s"))
+    j = wait_job(pps, "jt", pps.list_job("jt")[0].id)
+    assert j.state == JobState.KILLED and "job_timeout" in j.reason
+
+
+def test_parallel_workers_share_datums(env: tuple[PFS, PPS]) -> None:
+    pfs, pps = env
+    import pps.api as api
+
+    pfs.create_repo("data")
+    put(pfs, "data", {f"/f{i:02d}": b"x" for i in range(8)})
+    old = api.UNIT_TARGET
+    api.UNIT_TARGET = 1  # one datum per unit, so both workers get work
+    try:
+        pps.create_pipeline(spec("par", 'sleep 0.3; hostname > /pfs/out/$(basename $data)',
+                                 pfs_in("data"), parallelism_spec={"constant": 2}))
+        j = wait_job(pps, "par", pps.list_job("par")[0].id)
+    finally:
+        api.UNIT_TARGET = old
+    assert j.state == JobState.SUCCESS and j.data_processed == 8
+    workers = {v.strip() for v in files(pfs, "par").values()}
+    assert len(workers) == 2  # two containers (one per worker) did the work
+
+
+def test_empty_files_and_reference_inputs(env: tuple[PFS, PPS]) -> None:
+    pfs, pps = env
+    pfs.create_repo("big")
+    pfs.create_repo("ref")
+    put(pfs, "big", {"/blob": b"x" * 100_000})
+    put(pfs, "ref", {"/table": b"v1"})
+    cmd = 'wc -c < $big > /pfs/out/size; cat $ref > /pfs/out/ref'
+    pps.create_pipeline(spec("ef", cmd, {"cross": [pfs_in("big", empty_files=True),
+                                                   pfs_in("ref", reference=True)]}))
+    j = wait_job(pps, "ef", pps.list_job("ef")[0].id)
+    assert j.state == JobState.SUCCESS
+    out = files(pfs, "ef")
+    assert out["/size"].strip() == b"0" and out["/ref"] == b"v1"
+    cid = put(pfs, "ref", {"/table": b"v2"})
+    j = wait_job(pps, "ef", cid)
+    # A reference input's content is not part of the datum hash: no rerun.
+    assert (j.data_processed, j.data_skipped) == (0, 1)
+
+
+def test_process_runner_presents_the_same_contract(tmp_path: Any) -> None:
+    from pps.runners.process import ProcessRunner
+
+    runner = ProcessRunner()
+    ok, why = runner.available()
+    if not ok:
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    pfs = open_pfs(str(tmp_path / "data"))
+    pps = PPS(pfs, str(tmp_path / "scratch"), runner=runner)
+    try:
+        pfs.create_repo("data")
+        put(pfs, "data", {"/a": b"hello"})
+        pps.create_pipeline(spec("host", 'cat $data > /pfs/out/a; echo "$PACH_DATUM_ID" > /pfs/out/id',
+                                 pfs_in("data")))
+        j = wait_job(pps, "host", pps.list_job("host")[0].id)
+        assert j.state == JobState.SUCCESS, j.reason
+        out = files(pfs, "host")
+        assert out["/a"] == b"hello" and out["/id"].strip() == pfs.inspect_file("host", "master", "/a").datum.encode()
+    finally:
+        pps.close()
+        pfs.meta.close()
