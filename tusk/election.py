@@ -48,7 +48,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from pfs.errors import FailedPrecondition, NotFound, TuskError
+from pfs.errors import FailedPrecondition, NotFound, TuskError, Unavailable
 from pfs.metadata import Compare, Delete, MetadataStore, Put
 
 log = logging.getLogger("tusk.election")
@@ -229,7 +229,16 @@ class Election:
         """
         said = False
         while True:
-            won, holder = self._try_acquire()
+            try:
+                won, holder = self._try_acquire()
+            except Unavailable as exc:
+                if not said:
+                    raise  # unreachable at start: say so, as opening the PFS would
+                # While waiting, a store hiccup (etcd restarting, a frozen
+                # SQLite writer holding the lock) only delays the takeover.
+                log.debug("cannot campaign now: %s", exc)
+                time.sleep(self.poll)
+                continue
             if won:
                 if said:
                     log.warning("the previous master is gone; this daemon is master now")
