@@ -141,7 +141,7 @@ class PFS:
     """Repos, branches, commits and files. Thread-safe. See the module docstring."""
 
     def __init__(self, meta: MetadataStore, blobs: BlobStore,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, recover: bool = True) -> None:
         self.meta = meta
         self.blobs = blobs
         self.objects: ObjectStore = blobs.objects
@@ -158,7 +158,8 @@ class PFS:
         self.on_commits_created: list[Callable[[list[CommitRec]], None]] = []
         self.on_commit_finished: list[Callable[[CommitRec], None]] = []
         self.protected_repos: Callable[[str], str | None] = lambda repo: None
-        self._recover()
+        if recover:  # only the master finishes what a killed process left
+            self._recover()
 
     # -- records ---------------------------------------------------------------
 
@@ -1136,7 +1137,7 @@ class FileWriter:
 
 
 def open_pfs(data_dir: str, metadata_url: str | None = None,
-             storage_url: str | None = None) -> PFS:
+             storage_url: str | None = None, recover: bool = True) -> PFS:
     """Build a PFS over the given stores (None: the embedded defaults under
     ``data_dir``: SQLite at ``meta.db`` and a local directory ``objects/``)."""
     from pfs.metadata import open_metadata_store
@@ -1147,7 +1148,7 @@ def open_pfs(data_dir: str, metadata_url: str | None = None,
     objects = open_object_store(storage_url or os.path.join(data_dir, "objects"))
     index = None if (storage_url or "").startswith("memory") else DedupIndex(
         os.path.join(data_dir, "cache", "chunks.db"))
-    return PFS(meta, BlobStore(objects, index))
+    return PFS(meta, BlobStore(objects, index), recover=recover)
 
 
 __all__ = ["PFS", "FileWriter", "open_pfs", "new_id", "replace"]

@@ -70,7 +70,14 @@ from pps.worker import DatumInputRec, DatumResult, DatumWorker, PlannedDatum
 
 log = logging.getLogger("tusk.pps")
 
-UNIT_TARGET = 64  # datums per work unit (amortises metadata and object writes)
+UNIT_TARGET = 64  # most datums per work unit (amortises metadata and object writes)
+
+
+def unit_size(datums: int, workers: int) -> int:
+    """Datums per work unit: about four units per worker so work spreads and
+    a slow unit doesn't hold a job (Pachyderm: datums / (workers x 4)), at
+    most UNIT_TARGET so metadata and result objects stay amortised."""
+    return max(1, min(UNIT_TARGET, -(-datums // (max(1, workers) * 4))))
 CLAIM_TTL = 10.0
 
 
@@ -173,7 +180,10 @@ class PPS:
     """Pipelines over a PFS. Thread-safe. See the module docstring."""
 
     def __init__(self, pfs: PFS, scratch_dir: str, runner: Runner | Callable[[], Runner] | None = None,
-                 start: bool = True) -> None:
+                 start: bool = True, role: str = "all") -> None:
+        """``role="all"``: masters, cron and workers (the daemon). ``"worker"``:
+        only workers, for ``tusk worker`` processes that join a deployment
+        through the shared metadata and object stores."""
         self.pfs = pfs
         self.meta = pfs.meta
         self.objects = pfs.objects
@@ -186,10 +196,13 @@ class PPS:
         self._lease = 0
         self._lease_thread: threading.Thread | None = None
         self.instance = uuid.uuid4().hex[:12]
-        pfs.txn_hooks.append(self._txn_hook)
-        pfs.on_commit_finished.append(lambda c: self._notify())
-        pfs.on_commits_created.append(lambda cs: self._notify())
-        pfs.protected_repos = self._protected_repo
+        self.role = role
+        self._watch: Any = None
+        if role == "all":
+            pfs.txn_hooks.append(self._txn_hook)
+            pfs.on_commit_finished.append(lambda c: self._notify())
+            pfs.on_commits_created.append(lambda cs: self._notify())
+            pfs.protected_repos = self._protected_repo
         if start:
             self.start()
 
@@ -199,10 +212,38 @@ class PPS:
         self._lease = self.meta.grant_lease(CLAIM_TTL)
         self._lease_thread = threading.Thread(target=self._keepalive, name="pps-lease", daemon=True)
         self._lease_thread.start()
-        for rec in self._pipelines():
+        # Writes by other processes (workers, another daemon's clients) reach
+        # us through a watch, so masters and workers react without polling.
+        self._watch = self.meta.watch("", start_revision=self.meta.revision() + 1)
+        threading.Thread(target=self._watch_loop, name="pps-watch", daemon=True).start()
+        self._resync()
+
+    def _resync(self) -> None:
+        """Start, update or stop controllers to match the pipeline records."""
+        recs = {r.name: r for r in self._pipelines()}
+        with self._lock:
+            gone = [n for n in self._controllers if n not in recs]
+            stopped = [self._controllers.pop(n) for n in gone]
+        for c in stopped:
+            c.stop(join=False)
+        for rec in recs.values():
             self._sync_controller(rec)
 
+    def _watch_loop(self) -> None:
+        try:
+            for ev in self._watch:
+                if self._closed:
+                    return
+                if ev.key.startswith("pipelines/") and self.role == "worker":
+                    self._resync()
+                self._notify()
+        except TuskError as e:
+            if not self._closed:
+                log.warning("metadata watch ended: %s (falling back to polling)", e)
+
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         with self._lock:
             self._closed = True
             ctrls = list(self._controllers.values())
@@ -656,7 +697,8 @@ class PPS:
                         for ts, stream, text in r["logs"]:
                             for line in text.splitlines():
                                 yield LogLine(pipeline=pipeline, job_id=j.id, datum_id=r["id"],
-                                              ts=ts, stream=stream, message=line)
+                                              ts=ts, stream=stream, message=line,
+                                              worker=r.get("worker", ""))
             if not follow or (cancel is not None and cancel.is_set()):
                 return
             with self._wake:
@@ -722,13 +764,14 @@ class _Controller:
         self.threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        t = threading.Thread(target=self._master_loop, name=f"pps-master-{self.name}", daemon=True)
-        self.threads.append(t)
+        if self.pps.role == "all":
+            self.threads.append(threading.Thread(target=self._master_loop,
+                                                 name=f"pps-master-{self.name}", daemon=True))
         n = max(1, self.spec.parallelism_spec.constant or 1)
         for i in range(n):
             self.threads.append(threading.Thread(target=self._worker_loop, args=(i,),
                                                  name=f"pps-worker-{self.name}-{i}", daemon=True))
-        for cron in _cron_inputs(self.spec):
+        for cron in _cron_inputs(self.spec) if self.pps.role == "all" else []:
             self.threads.append(threading.Thread(target=self._cron_loop, args=(cron,),
                                                  name=f"pps-cron-{self.name}-{cron.name}",
                                                  daemon=True))
@@ -770,7 +813,9 @@ class _Controller:
             if t is not threading.current_thread():
                 t.join(timeout=30)
 
-    def _wait(self, seconds: float = 0.5) -> None:
+    def _wait(self, seconds: float = 5.0) -> None:
+        # Woken by in-process notifications and by the metadata watch; the
+        # timeout is only a safety net.
         with self.pps._wake:
             if not self.stop_event.is_set():
                 self.pps._wake.wait(seconds)
@@ -857,7 +902,10 @@ class _Controller:
                 break
             self._requeue_dead(j)
             self._update_counts(j)
-            self._wait()
+            wait = 5.0
+            if self.spec.job_timeout and j.started:
+                wait = max(0.05, min(wait, j.started + self.spec.job_timeout - time.time()))
+            self._wait(wait)
         self._merge(j)
 
     def _plan(self, j: JobRec, out: CommitRec) -> None:
@@ -891,10 +939,12 @@ class _Controller:
                 process.append(pd.encode())
         removed = [b for did, b in base.items() if did not in current]
         reprocessed_outputs = [p for d in process if d[0] in base for p in base[d[0]]["outputs"]]
-        plan = {"process": process, "skipped": skipped,
+        plan = {"process": process, "skipped": skipped, "unit_size": unit_size(
+                    len(process), self.spec.parallelism_spec.constant or 1),
                 "delete": [p for b in removed for p in b["outputs"]] + reprocessed_outputs}
         pps.objects.put(_o_plan(self.name, j.id), msgpack.packb(plan))
-        nunits = (len(process) + UNIT_TARGET - 1) // UNIT_TARGET
+        size = unit_size(len(process), self.spec.parallelism_spec.constant or 1)
+        nunits = (len(process) + size - 1) // size
         ops: list[Op] = [Put(_k_queue(self.name, j.id, n), b"") for n in range(nunits)]
         for i in range(0, len(ops), 100):
             pps.meta.txn([], ops[i:i + 100])
@@ -1078,7 +1128,8 @@ class _Controller:
     def _run_unit(self, worker: DatumWorker, job_id: str, n: int) -> None:
         pps = self.pps
         plan = pps._read_obj(_o_plan(self.name, job_id))
-        datums = [PlannedDatum.decode(d) for d in plan["process"][n * UNIT_TARGET:(n + 1) * UNIT_TARGET]]
+        size = plan.get("unit_size", UNIT_TARGET)
+        datums = [PlannedDatum.decode(d) for d in plan["process"][n * size:(n + 1) * size]]
         results: list[DatumResult] = []
         for d in datums:
             j = pps._get_job(self.name, job_id)
@@ -1087,7 +1138,7 @@ class _Controller:
                 return
             results.append(worker.run(job_id, d))
         pps.objects.put(_o_unit(self.name, job_id, n),
-                        msgpack.packb([r.encode() for r in results]))
+                        msgpack.packb([{**r.encode(), "worker": pps.instance} for r in results]))
         pps.meta.txn([], [Delete(_k_claim(self.name, job_id, n)),
                           Put(_k_done(self.name, job_id, n), b"")])
         pps._notify()

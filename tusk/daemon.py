@@ -66,7 +66,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="seconds between garbage collections (default 600; 0 disables)")
     d.add_argument("--gc-grace", type=float, default=3600.0,
                    help="never collect objects younger than this many seconds (default 3600)")
-    sub.add_parser("worker", help="run datums for pipelines (not implemented yet)")
+    w = sub.add_parser("worker", help="run datums for every pipeline, joining a daemon's "
+                                      "deployment through its metadata and object stores")
+    w.add_argument("--data-dir", default=os.environ.get("TUSK_DATA_DIR", DEFAULT_DATA_DIR),
+                   help="scratch space and the dedup cache (default: $TUSK_DATA_DIR or ~/.tusk)")
+    w.add_argument("--metadata", default=os.environ.get("TUSK_METADATA"),
+                   help="the daemon's metadata store URL (default: SQLite at DATA_DIR/meta.db)")
+    w.add_argument("--storage", default=os.environ.get("TUSK_STORAGE"),
+                   help="the daemon's object store URL (default: DATA_DIR/objects)")
+    w.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     return p
 
 
@@ -159,14 +167,43 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
     return 0
 
 
+def run_worker(data_dir: str, metadata: str | None, storage: str | None) -> int:
+    """``tusk worker``: claim and run datum units of every pipeline until
+    SIGTERM/SIGINT. Workers are not masters: they never finish commits or
+    plan jobs, so any number may run, on any host that reaches the stores."""
+    from pfs.api import open_pfs
+    from pps.api import PPS
+
+    try:
+        pfs = open_pfs(data_dir, metadata_url=metadata, storage_url=storage, recover=False)
+        pps = PPS(pfs, scratch_dir=os.path.join(data_dir, "scratch", f"worker-{os.getpid()}"),
+                  role="worker")
+    except errors.TuskError as exc:
+        print(f"tusk worker: {exc}", file=sys.stderr)
+        return 1
+    print(f"tusk worker {pps.instance} running datums (metadata: "
+          f"{_describe(pfs.meta, metadata or data_dir)}, storage: "
+          f"{storage or os.path.join(data_dir, 'objects')})", file=sys.stderr, flush=True)
+    stop = threading.Event()
+    old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        pps.close()
+        pfs.meta.close()
+    return 0
+
+
 def main(argv: list[str]) -> int:
     """Entry point for ``tusk daemon ...`` and ``tusk worker ...`` (argv[0] is the verb)."""
     args = _parser().parse_args(argv)
-    if args.command == "worker":
-        print("tusk worker: not implemented yet", file=sys.stderr)
-        return 2
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "worker":
+        return run_worker(os.path.expanduser(args.data_dir), args.metadata, args.storage)
     # Become master for this data before anything touches it (opening the PFS
     # already recovers half-finished commits): see tusk.election.
     from tusk.election import become_master
