@@ -40,8 +40,9 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO_ROOT / "bench" / "out"
@@ -177,7 +178,8 @@ def timed(fn: Callable[[], object]) -> float:
 def run(*args: str | os.PathLike[str], cwd: str | os.PathLike[str] | None = None,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
     """Run a command; raise with its stderr when it fails."""
-    p = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True)
+    p = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True,
+                       check=False)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, args))} exited {p.returncode}: "
                            f"{p.stderr.decode(errors='replace')[-2000:]}")
@@ -274,8 +276,9 @@ class Daemon:
             self.profiler = None
         self.proc = None
 
-    def __enter__(self) -> Daemon:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -375,7 +378,7 @@ def bench_small_files(ctx: Context) -> list[Result]:
         run("dvc", "init", "-q", cwd=wd, env=dvc_env)
         shutil.copytree(src, wd / "data")
         sync()
-        dvc_runs.append(timed(lambda: run("dvc", "add", "-q", "data", cwd=wd, env=dvc_env)))
+        dvc_runs.append(timed(partial(run, "dvc", "add", "-q", "data", cwd=wd, env=dvc_env)))
         shutil.rmtree(wd)
     return [Result("small_files", "s", tusk_runs, dvc_runs, 0.5,
                    note=f"{n} x {ctx.sizes.small_size // KiB} KiB, baseline: dvc add",
@@ -393,7 +396,7 @@ def bench_large(ctx: Context) -> list[Result]:
     for _ in range(ctx.sizes.runs):
         work = ctx.scratch("large")
         sync()
-        cp_put_runs.append(timed(lambda: run("cp", src, work / "copy1")))
+        cp_put_runs.append(timed(partial(run, "cp", src, work / "copy1")))
         cp_sync.append(timed(sync))
         (work / "copy1").unlink()
         with ctx.daemon("large") as d:
@@ -403,11 +406,11 @@ def bench_large(ctx: Context) -> list[Result]:
                                                  "-f", src)))
             put_sync.append(timed(sync))
             sync()
-            cp_get_runs.append(timed(lambda: run("cp", src, work / "copy2")))
+            cp_get_runs.append(timed(partial(run, "cp", src, work / "copy2")))
             (work / "copy2").unlink()
             sync()
             out = work / "out.bin"
-            get_runs.append(timed(lambda: d.tusk("get", "file", "bench@master:/big.bin",
+            get_runs.append(timed(partial(d.tusk, "get", "file", "bench@master:/big.bin",
                                                  "-o", out)))
             if out.stat().st_size != size:
                 raise RuntimeError(f"get file wrote {out.stat().st_size} bytes, not {size}")
@@ -596,7 +599,7 @@ def bench_s3_large(ctx: Context) -> list[Result]:
             _empty_bucket(client, bucket)
             base = f"base-{uuid.uuid4().hex[:10]}"
             client.make_bucket(base)
-            minio_runs.append(timed(lambda: client.fput_object(base, "big.bin", str(src))))
+            minio_runs.append(timed(partial(client.fput_object, base, "big.bin", str(src))))
             _empty_bucket(client, base)
             del i
     t, m = statistics.median(tusk_runs), statistics.median(minio_runs)
@@ -629,7 +632,7 @@ def bench_s3_small(ctx: Context) -> list[Result]:
                 base = f"base-{uuid.uuid4().hex[:10]}"
                 client.make_bucket(base)
 
-                def put_each() -> None:
+                def put_each(base: str = base) -> None:
                     for p in files:
                         client.fput_object(base, f"small/{p.name}", str(p))
 
@@ -678,7 +681,7 @@ def bench_etcd_inspect(ctx: Context) -> list[Result]:
             cli: dict[str, list[float]] = {"sqlite": [], "etcd": []}
             for _ in range(ctx.sizes.inspect_cli_calls):
                 for k, d in daemons.items():
-                    cli[k].append(timed(lambda d=d: d.tusk("inspect", "commit", "bench@master")))
+                    cli[k].append(timed(partial(d.tusk, "inspect", "commit", "bench@master")))
             for c in clients.values():
                 c.close()
         finally:
@@ -792,7 +795,7 @@ def main(argv: list[str] | None = None) -> int:
             except Skip as exc:
                 problems[name] = f"SKIP: {exc}"
                 print(f"{name:<18} SKIP ({exc})", flush=True)
-            except Exception as exc:  # report and go on: benchmarks never fail the run
+            except Exception as exc:  # noqa: BLE001 -- report and go on: benchmarks never fail the run
                 problems[name] = f"ERROR: {exc}"
                 print(f"{name:<18} ERROR ({type(exc).__name__}: {exc})", flush=True)
                 traceback.print_exc(file=sys.stderr)
