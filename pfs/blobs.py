@@ -330,6 +330,9 @@ class BlobWriter:
         self._store.index.add_many((h, pack_id, off) for h, off, _ in entries)
         with self._store._lock:
             self._store._pending.pop(pack_id, None)
+        # The dedup index knows these chunks now; keeping them here too would
+        # grow with the upload (~190 bytes a file: 190 MiB at a million files).
+        self._local.clear()
         self._pack_id = ""
         self._buf = bytearray()
         self._entries = []

@@ -91,11 +91,22 @@ def write_layer(objects: ObjectStore, changes: Iterable[Change]) -> str:
     return key
 
 
+LAYER_READ = 4 * 1024 * 1024
+
+
 def read_layer(objects: ObjectStore, key: str) -> Iterator[Change]:
+    """Stream a layer's changes, reading it in ranges: finishing a commit
+    merges all its layers at once, so whole layers in memory would add up."""
     unpacker = msgpack.Unpacker(raw=False)
-    unpacker.feed(objects.get(key))
-    for v in unpacker:
-        yield decode_change(v)
+    offset = 0
+    while True:
+        piece = objects.get(key, offset, LAYER_READ)
+        unpacker.feed(piece)
+        for v in unpacker:
+            yield decode_change(v)
+        if len(piece) < LAYER_READ:
+            return
+        offset += len(piece)
 
 
 def merge_layers(layers: list[Iterable[Change]]) -> Iterator[Change]:
