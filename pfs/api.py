@@ -151,6 +151,7 @@ class PFS:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._provisional: dict[tuple[str, str, int], Tree] = {}
+        self._retrying = False  # a background retry of interrupted finishes runs
         # Hooks for PPS. ``txn_hooks`` see the commits a transaction is about
         # to create and return extra ops for the same transaction (job
         # records); the others are called inside the lock after the txn.
@@ -598,8 +599,13 @@ class PFS:
                       error: str = "", force: bool = False) -> CommitInfo:
         with self._lock:
             c = self.resolve(repo, ref)
-            if c.finishing is not None:
+            if c.finished is not None:
                 raise CommitFinished(repo, c.id)
+            if c.finishing is not None:
+                # Finishing was requested but not completed (e.g. a store
+                # outage interrupted it): asking again completes it.
+                self._complete_finishing_or_retry(repo, c.id)
+                return self.inspect_commit(repo, c.id)
             if not force and self.protected_repos(repo) and c.origin == "AUTO":
                 raise FailedPrecondition(
                     f"cannot finish a pipeline output commit ({repo}@{c.id}), use "
@@ -610,8 +616,44 @@ class PFS:
             c.error = error
             self.meta.txn([], [Put(keys.commit(repo, c.id), _dump(c)),
                                Put(keys.finishing(repo, c.id), b"")])
-        self._complete_finishing(repo, c.id)
+        self._complete_finishing_or_retry(repo, c.id)
         return self.inspect_commit(repo, c.id)
+
+    def _complete_finishing_or_retry(self, repo: str, cid: str) -> None:
+        try:
+            self._complete_finishing(repo, cid)
+        except TuskError:
+            # The finish is recorded (finishing/ key): complete it in the
+            # background once the stores answer again, without a restart.
+            self._schedule_finish_retry()
+            raise
+
+    def _schedule_finish_retry(self) -> None:
+        with self._lock:
+            if self._retrying:
+                return
+            self._retrying = True
+
+        def loop() -> None:
+            delay = 0.5
+            try:
+                while True:
+                    time.sleep(delay)
+                    try:
+                        pending = list(self.meta.range(keys.ALL_FINISHING))
+                        for kv in pending:
+                            r, cid = kv.key[len(keys.ALL_FINISHING):].split("/", 1)
+                            self._complete_finishing(r, cid)
+                        if not any(True for _ in self.meta.range(keys.ALL_FINISHING, limit=1)):
+                            return
+                    except TuskError:
+                        pass
+                    delay = min(delay * 2, 10.0)
+            finally:
+                with self._lock:
+                    self._retrying = False
+
+        threading.Thread(target=loop, name="pfs-finish-retry", daemon=True).start()
 
     def _complete_finishing(self, repo: str, cid: str) -> None:
         """Build the tree of a FINISHING commit and mark it FINISHED, if its

@@ -326,10 +326,6 @@ class _FlakyObjects(MemoryObjectStore):
         super().put(key, data)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "pfs/api.py: a finish that fails on a store outage leaves the commit FINISHING "
-    "(with its finishing/ key) and nothing retries it until the daemon restarts "
-    "(PFS._recover runs only at start); finish_commit then answers CommitFinished"))
 def test_finish_interrupted_by_an_outage_completes_when_the_store_is_back() -> None:
     objects = _FlakyObjects()
     pfs = PFS(MemoryMetadataStore(), BlobStore(objects))
