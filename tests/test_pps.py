@@ -463,3 +463,14 @@ def test_process_runner_presents_the_same_contract(tmp_path: Any) -> None:
     finally:
         pps.close()
         pfs.meta.close()
+
+
+def test_missing_image_fails_the_job_saying_so(env: tuple[PFS, PPS]) -> None:
+    pfs, pps = env
+    pfs.create_repo("data")
+    put(pfs, "data", {"/a": b"1"})
+    pps.create_pipeline({**spec("noimg", "true", pfs_in("data"), datum_tries=1),
+                         "transform": {"image": "tusk/does-not-exist:1", "cmd": ["true"]}})
+    j = wait_job(pps, "noimg", pps.list_job("noimg")[0].id)
+    assert j.state == JobState.FAILURE
+    assert "tusk/does-not-exist:1" in j.reason and "not found" in j.reason
