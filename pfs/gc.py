@@ -44,8 +44,12 @@ metadata (which re-reads only commits recorded meanwhile -- visited nodes are
 skipped); and whatever fails during marking aborts the sweep: GC never
 deletes on a partial view (an unreadable node may hide references).
 
-Limits: writers in *other* processes (none today) are protected by the grace
-period only for new packs, not for dedup hits. The marked set holds pack IDs
+Limits: writers in *other* processes (``tusk worker``) are protected by the
+grace period for the packs they create, but their dedup hits on an old
+unreferenced pack are not seen here (each process has its own dedup cache):
+such a worker's unit result could lose chunks GC deleted meanwhile. Closing
+that needs workers to re-check (or re-write) deduplicated chunks whose pack
+is older than the grace period. The marked set holds pack IDs
 (tens of thousands: fine) and the visited set node digests (32 bytes per
 node ever reachable). The LocalObjectStore's ``.tmp-*`` files of killed
 writers are not swept here.
