@@ -373,10 +373,14 @@ def test_daemon_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
             proc.wait()
 
 
-def test_worker_is_not_implemented_yet() -> None:
-    from tusk import daemon
-
-    assert daemon.main(["worker"]) == 2
+def test_worker_without_reachable_stores_fails_with_one_line(tmp_path: Path) -> None:
+    # A worker is tested end to end in tests/test_worker.py; here: a store it
+    # cannot open is a clear one-line error and exit 1, not a traceback.
+    res = subprocess.run([sys.executable, "-m", "tusk.entry", "worker", "--data-dir",
+                          str(tmp_path), "--metadata", "bogus://x"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 1
+    assert res.stderr.strip().startswith("tusk worker:") and "bogus" in res.stderr
 
 
 def test_generated_stubs_are_current() -> None:
