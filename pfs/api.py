@@ -1003,6 +1003,16 @@ class PFS:
         """Finish what a killed process left half done (idempotent)."""
         for kv in self.meta.range(keys.ALL_TRASH):
             self._finish_repo_cleanup(kv.key[len(keys.ALL_TRASH):])
+        # Layer keys beyond one transaction are deleted after a commit is
+        # marked finished; a crash in between leaves them: sweep them here.
+        stray = []
+        for kv in self.meta.range("layers/"):
+            _, repo, cid, _ = kv.key.split("/", 3)
+            rec = self._get_commit(repo, cid)
+            if rec is None or rec.finished is not None:
+                stray.append(kv.key)
+        for i in range(0, len(stray), 100):
+            self.meta.txn([], [Delete(k) for k in stray[i:i + 100]])
         for kv in list(self.meta.range(keys.ALL_FINISHING)):
             repo, cid = kv.key[len(keys.ALL_FINISHING):].split("/", 1)
             try:
