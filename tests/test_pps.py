@@ -474,3 +474,25 @@ def test_missing_image_fails_the_job_saying_so(env: tuple[PFS, PPS]) -> None:
     j = wait_job(pps, "noimg", pps.list_job("noimg")[0].id)
     assert j.state == JobState.FAILURE
     assert "tusk/does-not-exist:1" in j.reason and "not found" in j.reason
+
+
+def test_recovered_datums_are_retried_and_every_job_never_skips(env: tuple[PFS, PPS]) -> None:
+    pfs, pps = env
+    pfs.create_repo("data")
+    put(pfs, "data", {"/good": b"1", "/bad": b"2"})
+    pps.create_pipeline({"pipeline": {"name": "rt"},
+                         "transform": {"image": IMAGE, "cmd": ["sh", "-c",
+                                       'test -e /pfs/data/bad && exit 1; cp /pfs/data/* /pfs/out/'],
+                                       "err_cmd": ["true"]},
+                         "input": pfs_in("data"), "datum_tries": 1})
+    wait_job(pps, "rt", pps.list_job("rt")[0].id)
+    cid = put(pfs, "data", {"/new": b"3"})
+    j = wait_job(pps, "rt", cid)
+    # good: skipped; new: processed; bad: recovered last time, so tried again.
+    assert (j.data_processed, j.data_skipped, j.data_recovered) == (1, 1, 1)
+    pps.create_pipeline(spec("ej", "cp /pfs/data/* /pfs/out/", pfs_in("data"),
+                             reprocess_spec="every_job"))
+    wait_job(pps, "ej", pps.list_job("ej")[0].id)
+    cid = put(pfs, "data", {"/more": b"4"})
+    j = wait_job(pps, "ej", cid)
+    assert (j.data_processed, j.data_skipped) == (4, 0)
