@@ -368,6 +368,11 @@ def run_start_pipeline(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def run_run_cron(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.client().run_cron(args.pipeline)
+    return 0
+
+
 def run_stop_pipeline(ctx: Context, args: argparse.Namespace) -> int:
     ctx.client().stop_pipeline(args.pipeline)
     return 0
@@ -534,6 +539,10 @@ def register(verbs: dict[str, Any], sub: Any) -> None:
     p.add_argument("--keep-repo", action="store_true", help="keep the output repo")
 
     p = noun_parser(verbs["start"], "pipeline", run_start_pipeline, "restart a stopped pipeline")
+    p.add_argument("pipeline", metavar="PIPELINE")
+
+    run = _verb(sub, verbs, "run", "tick a pipeline's cron inputs now")
+    p = noun_parser(run, "cron", run_run_cron, "tick every cron input of a pipeline now")
     p.add_argument("pipeline", metavar="PIPELINE")
 
     p = noun_parser(

@@ -452,3 +452,20 @@ def test_raw_output(tusk: Tusk, repo: str, tmp_path: Path) -> None:
         tusk.fails("list", "pipeline", "-o", "yaml", code=2)
         == "error: cannot set --output (-o) without --raw"
     )
+
+
+def test_cron_pipeline_and_run_cron(tusk: Tusk, tmp_path: Path) -> None:
+    p = _name("cron")
+    create(tusk, tmp_path, {
+        "pipeline": {"name": p},
+        "transform": {"image": IMAGE, "cmd": ["sh", "-c", "ls /pfs/tick > /pfs/out/ticks"]},
+        "input": {"cron": {"name": "tick", "spec": "@daily", "overwrite": True}}})
+    wait(tusk, f"{p}@master")
+    before = len(jobs(tusk, p))
+    tusk.ok("run", "cron", p)
+    info = wait(tusk, f"{p}@master")
+    assert info["State"] == "success"
+    assert len(jobs(tusk, p)) == before + 1
+    # The tick file is named by its time, e.g. 2026-11-24T05:20:51Z.
+    assert tusk.ok("get", "file", f"{p}@master:/ticks").strip().endswith("Z")
+    tusk.ok("delete", "pipeline", p)

@@ -121,6 +121,10 @@ class PPSMixin:
         """Restart a stopped pipeline: one new job over the current input heads."""
         self._pps_call("StartPipeline", pps_pb2.StartPipelineRequest(pipeline=_pipeline(name)))
 
+    def run_cron(self, name: str) -> None:
+        """Tick every cron input of pipeline ``name`` now (a job follows)."""
+        self._pps_call("RunCron", pps_pb2.RunCronRequest(pipeline=_pipeline(name)))
+
     def stop_pipeline(self, name: str) -> None:
         """Stop a pipeline: running jobs are killed, new input commits make no jobs."""
         self._pps_call("StopPipeline", pps_pb2.StopPipelineRequest(pipeline=_pipeline(name)))

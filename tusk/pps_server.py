@@ -207,6 +207,11 @@ class PPSServicer:
         return empty_pb2.Empty()
 
     @_unary
+    def RunCron(self, req: pps_pb2.RunCronRequest, ctx: grpc.ServicerContext) -> empty_pb2.Empty:
+        self.pps.run_cron(_name(req.pipeline))
+        return empty_pb2.Empty()
+
+    @_unary
     def StopPipeline(self, req: pps_pb2.StopPipelineRequest, ctx: grpc.ServicerContext
                      ) -> empty_pb2.Empty:
         self.pps.stop_pipeline(_name(req.pipeline))

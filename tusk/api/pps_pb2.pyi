@@ -258,6 +258,12 @@ class StartPipelineRequest(_message.Message):
     pipeline: Pipeline
     def __init__(self, pipeline: _Optional[_Union[Pipeline, _Mapping]] = ...) -> None: ...
 
+class RunCronRequest(_message.Message):
+    __slots__ = ("pipeline",)
+    PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    pipeline: Pipeline
+    def __init__(self, pipeline: _Optional[_Union[Pipeline, _Mapping]] = ...) -> None: ...
+
 class StopPipelineRequest(_message.Message):
     __slots__ = ("pipeline",)
     PIPELINE_FIELD_NUMBER: _ClassVar[int]

@@ -68,6 +68,11 @@ class APIStub:
                 request_serializer=pps__pb2.StopPipelineRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.RunCron = channel.unary_unary(
+                '/tusk.pps.API/RunCron',
+                request_serializer=pps__pb2.RunCronRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
         self.ListJob = channel.unary_stream(
                 '/tusk.pps.API/ListJob',
                 request_serializer=pps__pb2.ListJobRequest.SerializeToString,
@@ -143,6 +148,13 @@ class APIServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunCron(self, request, context):
+        """Tick every cron input of the pipeline now (`run cron`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListJob(self, request, context):
         """jobs
         """
@@ -212,6 +224,11 @@ def add_APIServicer_to_server(servicer, server):
             'StopPipeline': grpc.unary_unary_rpc_method_handler(
                     servicer.StopPipeline,
                     request_deserializer=pps__pb2.StopPipelineRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'RunCron': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunCron,
+                    request_deserializer=pps__pb2.RunCronRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'ListJob': grpc.unary_stream_rpc_method_handler(
@@ -409,6 +426,33 @@ class API:
             target,
             '/tusk.pps.API/StopPipeline',
             pps__pb2.StopPipelineRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunCron(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tusk.pps.API/RunCron',
+            pps__pb2.RunCronRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
