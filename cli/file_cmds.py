@@ -13,7 +13,7 @@ import difflib
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from cli import refs
@@ -157,9 +157,12 @@ def run_put_file(ctx: Context, args: argparse.Namespace) -> int:
 # --- get file -----------------------------------------------------------------
 
 
-def _copy_to(chunks: Iterable[bytes], out: IO[bytes]) -> None:
-    for chunk in chunks:
-        out.write(chunk)
+def _writer(fd: int) -> Callable[[memoryview], None]:
+    """write(view) that writes all of ``view`` to ``fd``."""
+    def write(view: memoryview) -> None:
+        while view:
+            view = view[os.write(fd, view):]
+    return write
 
 
 def _download(client: Any, repo: str, ref: str, path: str, dest: str, offset: int = 0) -> None:
@@ -170,7 +173,7 @@ def _download(client: Any, repo: str, ref: str, path: str, dest: str, offset: in
     tmp = f"{dest}.tusk-part"
     try:
         with open(tmp, "wb") as f:
-            _copy_to(client.get_file(repo, ref, path, offset=offset), f)
+            client.read_file_into(repo, ref, path, _writer(f.fileno()), offset=offset)
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
@@ -224,8 +227,15 @@ def run_get_file(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     sys.stdout.flush()
     out = sys.stdout.buffer
-    # Bytes go to the binary stream so any file content survives unchanged.
-    _copy_to(client.get_file(fref.repo, fref.ref, path, offset=args.offset), out)
+    out.flush()
+    # Bytes go to the binary stream (its descriptor when it has one) so any
+    # file content survives unchanged.
+    try:
+        write = _writer(out.fileno())
+    except (AttributeError, OSError, ValueError):  # a captured stream (tests)
+        def write(view: memoryview) -> None:
+            out.write(view)
+    client.read_file_into(fref.repo, fref.ref, path, write, offset=args.offset)
     out.flush()
     return 0
 

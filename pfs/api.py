@@ -25,12 +25,20 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pfs import keys
-from pfs.blobs import BlobStore, ChunkRef, DedupIndex, as_ref, ref_from_str, ref_to_str
+from pfs.blobs import (
+    BlobStore,
+    ChunkRef,
+    DedupIndex,
+    as_ref,
+    pack_key,
+    ref_from_str,
+    ref_to_str,
+)
 from pfs.changes import SPILL_AT, ChangeRun, merge_layers, read_layer, write_layer
 from pfs.errors import (
     AlreadyExists,
@@ -41,6 +49,7 @@ from pfs.errors import (
     FileNotFound,
     InvalidArgument,
     NotFound,
+    ObjectNotFound,
     RepoExists,
     RepoNotFound,
     TuskError,
@@ -930,6 +939,12 @@ class PFS:
 
     def get_file(self, repo: str, ref: str, path: str, offset: int = 0) -> Iterator[bytes]:
         """Stream one file's bytes from ``offset``."""
+        _, refs = self.file_chunks(repo, ref, path)
+        return self.blobs.read_chunks(refs, offset)
+
+    def file_chunks(self, repo: str, ref: str, path: str) -> tuple[int, Iterator[ChunkRef]]:
+        """One file's size and chunk refs, for readers that fetch chunks
+        themselves (:mod:`pfs.direct`); the same errors as :meth:`get_file`."""
         c = self.resolve(repo, ref)
         tree = self._commit_tree(c)
         if is_glob(path):
@@ -950,7 +965,22 @@ class PFS:
             e = found
         if isinstance(e, DirEntry):
             raise InvalidArgument(f"{e.path} is a directory. Try again with the -r flag")
-        return self.blobs.read_chunks(tree.chunks(e), offset)
+        return e.size, iter(tree.chunks(e))
+
+    def storage_info(self) -> tuple[str, str]:
+        """(root, store ID) of a local object store, for the direct path; ("", "")
+        when the store is remote (S3) or in memory."""
+        from pfs.direct import store_id
+        from pfs.objects import LocalObjectStore
+
+        if not isinstance(self.objects, LocalObjectStore):
+            return "", ""
+        return self.objects.root, store_id(self.objects)
+
+    def find_chunks(self, hashes: Sequence[bytes]) -> list[tuple[str, int] | None]:
+        """(pack, offset) of a stored copy of each digest, or None: the dedup
+        lookup of a direct put (through the index, so GC counts the hits)."""
+        return [self.blobs.index.get(bytes(h)) for h in hashes]
 
     def inspect_file(self, repo: str, ref: str, path: str) -> FileInfo:
         c, _, e = self._lookup(repo, ref, path)
@@ -1098,6 +1128,39 @@ class FileWriter:
         p = clean_path(path)
         cls = AppendFile if append else PutFile
         self._add(cls(p, size, tuple(chunks), datum))
+
+    def put_direct(self, path: str, chunks: Sequence[ChunkRef], size: int,
+                   new_packs: Mapping[str, int], append: bool = False) -> None:
+        """Add a file whose chunks a client stored itself (:mod:`pfs.direct`).
+
+        Checks that the refs add up to ``size`` and that every pack the client
+        says it wrote exists and is long enough, then teaches the dedup index
+        those chunks. Reads verify every chunk, so a wrong digest cannot
+        return wrong bytes.
+        """
+        if sum(r[1] for r in chunks) != size or any(r[1] <= 0 or r[3] < 0 for r in chunks):
+            raise InvalidArgument(
+                f"put of {path}: the chunk list does not add up to {size} bytes; "
+                "the client sent an inconsistent file (nothing was written)")
+        objects = self.pfs.objects
+        for pack, length in new_packs.items():
+            key = pack_key(pack)
+            try:
+                have = objects.size(key)
+            except ObjectNotFound:
+                have = -1
+            if have < length:
+                raise FailedPrecondition(
+                    f"put of {path}: pack {pack} the client wrote is "
+                    f"{'missing' if have < 0 else f'{have} bytes, not {length}'} in "
+                    f"{objects.describe()}; nothing was written: put the file again")
+        for r in chunks:
+            if r[2] not in new_packs and r[3] + r[1] > objects.size(pack_key(r[2])):
+                raise FailedPrecondition(
+                    f"put of {path}: chunk {r[0].hex()[:16]} lies outside pack {r[2]}; "
+                    "nothing was written: put the file again")
+        self.pfs.blobs.index.add_many((r[0], r[2], r[3]) for r in chunks if r[2] in new_packs)
+        self.put_chunks(path, chunks, size, append=append)
 
     def delete_file(self, path: str) -> None:
         self._add(DeletePath(clean_dir_path(path)))

@@ -26,8 +26,9 @@ Contract (every implementation):
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
-from typing import Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
 
 
 @runtime_checkable
@@ -255,6 +256,17 @@ class LocalObjectStore:
 
     def put(self, key: str, data: bytes) -> None:
         """Write ``data`` to a temp file beside the key, then rename it over the key."""
+        with self.writing(key) as f:
+            f.write(data)
+
+    @contextlib.contextmanager
+    def writing(self, key: str) -> Iterator[BinaryIO]:
+        """Write an object through a file: ``with store.writing(key) as f: f.write(...)``.
+
+        The same guarantees as :meth:`put` (a temp file renamed over the key when
+        the block ends without an exception; nothing visible otherwise), for
+        writers that produce an object in pieces (:mod:`pfs.direct`).
+        """
         path = self._path(key)
         directory = os.path.dirname(path)
         try:
@@ -266,7 +278,7 @@ class LocalObjectStore:
         tmp = os.path.join(directory, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
         try:
             with open(tmp, "xb") as f:
-                f.write(data)
+                yield f
                 if self._fsync:
                     f.flush()
                     os.fsync(f.fileno())

@@ -30,12 +30,13 @@ from __future__ import annotations
 import json
 import os
 import queue
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+import stat
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import IO, Any, Self, TypeVar
 
 import grpc
-from google.protobuf import wrappers_pb2
+from google.protobuf import empty_pb2, wrappers_pb2
 
 from pfs import errors
 from tusk.api import pfs_pb2, pfs_pb2_grpc
@@ -204,6 +205,7 @@ class Client(PPSMixin):  # pipelines, jobs, datums, logs: tusk/pps_client.py
             ("grpc.enable_retries", 0),
         ])
         self._stub = pfs_pb2_grpc.APIStub(self._channel)  # type: ignore[no-untyped-call]
+        self._direct: Any = _UNSET
 
     def close(self) -> None:
         self._channel.close()
@@ -361,6 +363,29 @@ class Client(PPSMixin):  # pipelines, jobs, datums, logs: tusk/pps_client.py
             "GetFile", pfs_pb2.GetFileRequest(file=_file(repo, ref, path), offset=offset))
         return (m.value for m in stream)
 
+    def read_file_into(self, repo: str, ref: Ref, path: str, write: Callable[[memoryview], Any],
+                       offset: int = 0) -> int:
+        """Pass a file's bytes to ``write`` (from ``offset``); returns the byte count.
+
+        On the daemon's machine (see :meth:`direct_store`) the chunks are read
+        and verified straight from the object store, several times faster than
+        :meth:`get_file`; elsewhere they stream through the daemon. ``write``
+        may get views into reused buffers: copy what it keeps.
+        """
+        store = self.direct_store()
+        if store is None:
+            total = 0
+            for piece in self.get_file(repo, ref, path, offset):
+                write(memoryview(piece))
+                total += len(piece)
+            return total
+        from pfs.direct import read_into
+
+        refs = [(bytes(c.hash), c.size, c.pack, c.offset)
+                for m in self._stream("GetFileChunks", pfs_pb2.GetFileRequest(
+                    file=_file(repo, ref, path))) for c in m.chunks]
+        return read_into(store, refs, write, offset)
+
     def get_file_bytes(self, repo: str, ref: Ref, path: str, offset: int = 0) -> bytes:
         return b"".join(self.get_file(repo, ref, path, offset))
 
@@ -368,6 +393,35 @@ class Client(PPSMixin):  # pipelines, jobs, datums, logs: tusk/pps_client.py
         r: pfs_pb2.FileInfo = self._call("InspectFile", pfs_pb2.InspectFileRequest(
             file=_file(repo, ref, path)))
         return r
+
+    # the direct path
+
+    def direct_store(self) -> Any | None:
+        """The daemon's object store, if this process can read and write it
+        itself (a local directory it sees, proven by its ID file), else None.
+
+        Large files then move without passing through the daemon (see
+        :mod:`pfs.direct`). ``TUSK_DIRECT=0`` turns this off.
+        """
+        if self._direct is _UNSET:
+            store = None
+            if os.environ.get("TUSK_DIRECT", "1").lower() not in ("0", "false", "no", "off"):
+                try:
+                    info = self._call("InspectStorage", empty_pb2.Empty(), timeout=30)
+                except errors.TuskError:
+                    info = None  # an older daemon, or none: the streaming path reports it
+                if info is not None and info.local_root:
+                    from pfs.direct import open_if_same
+
+                    store = open_if_same(info.local_root, info.store_id)
+            self._direct = store
+        return self._direct
+
+    def find_chunks(self, hashes: Sequence[bytes]) -> list[tuple[str, int] | None]:
+        """(pack, offset) of the daemon's stored copy of each digest, or None."""
+        resp: pfs_pb2.FindChunksResponse = self._call(
+            "FindChunks", pfs_pb2.FindChunksRequest(hashes=hashes))
+        return [(c.pack, c.offset) if c.pack else None for c in resp.chunks]
 
     def _file_infos(self, method: str, request: Any) -> Stream[pfs_pb2.FileInfo]:
         # The server sends FileInfoBatch messages (see pfs.proto); callers see entries.
@@ -412,6 +466,10 @@ class Client(PPSMixin):  # pipelines, jobs, datums, logs: tusk/pps_client.py
 
 
 _END = object()  # end-of-stream marker in the request queue
+_UNSET = object()
+# Files from this size take the direct path when it is available (smaller ones
+# share messages and packs with their neighbours, which is cheaper).
+_DIRECT_MIN = 8 * 1024 * 1024
 
 
 class ModifyFile:
@@ -525,9 +583,37 @@ class ModifyFile:
 
     def put_file_from_path(self, path: str, local_path: str | os.PathLike[str],
                            append: bool = False) -> None:
-        """Stream a local file into ``path`` in 4 MiB pieces."""
-        with open(local_path, "rb") as f:
+        """Put a local file at ``path``.
+
+        A large regular file on the daemon's machine takes the direct path
+        (:meth:`Client.direct_store`): this process chunks it and writes the new
+        chunks into the object store itself, and the daemon records the refs.
+        Anything else streams in 4 MiB pieces.
+        """
+        local = os.fspath(local_path)
+        with open(local, "rb") as f:
+            st = os.fstat(f.fileno())
+            if stat.S_ISREG(st.st_mode) and st.st_size >= _DIRECT_MIN:
+                store = self._client.direct_store()
+                if store is not None:
+                    self._put_direct(store, path, local, append)
+                    return
             self.put_file(path, f, append=append)
+
+    def _put_direct(self, store: Any, path: str, local: str, append: bool) -> None:
+        from pfs.direct import put_local_file
+
+        self._fail_if_done()
+        result = put_local_file(store, local, self._client.find_chunks)
+        op = self._new_op().add_chunks
+        op.path = path
+        op.append = append
+        op.size = result.size
+        for h, n, pack, off in result.refs:
+            c = op.chunks.add()
+            c.hash, c.size, c.pack, c.offset = h, n, pack, off
+        op.new_packs.update(result.new_packs)
+        self._added(80 * len(result.refs))
 
     def delete_file(self, path: str) -> None:
         """Delete a file or a directory's subtree (a missing path is a no-op)."""

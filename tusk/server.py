@@ -29,6 +29,7 @@ import grpc
 from google.protobuf import empty_pb2, timestamp_pb2, wrappers_pb2
 
 from pfs import errors, model
+from pfs.blobs import ChunkRef
 from tusk.api import pfs_pb2, pfs_pb2_grpc
 
 if TYPE_CHECKING:
@@ -233,6 +234,12 @@ def _origin(o: int) -> model.OriginKind | None:
     if o == pfs_pb2.ORIGIN_KIND_UNKNOWN:
         return None
     return model.OriginKind(pfs_pb2.OriginKind.Name(o))
+
+
+def _ref(c: pfs_pb2.ChunkRef) -> ChunkRef:
+    if not c.pack or len(c.hash) != 32:
+        raise errors.InvalidArgument("a chunk ref needs a 32-byte hash and a pack")
+    return (bytes(c.hash), int(c.size), str(c.pack), int(c.offset))
 
 
 def _rechunk(chunks: Iterable[bytes], size: int = GET_FILE_PIECE) -> Iterator[bytes]:
@@ -448,6 +455,10 @@ class PFSServicer:
                 pieces.drain()
             elif kind == "delete_file":
                 writer.delete_file(op.delete_file.path)
+            elif kind == "add_chunks":
+                ac = op.add_chunks
+                writer.put_direct(ac.path, [_ref(c) for c in ac.chunks], ac.size,
+                                  dict(ac.new_packs), append=ac.append)
             elif kind == "copy_file":
                 cp = op.copy_file
                 writer.copy_file(_need(cp.src.commit.repo, "copy source repo"),
@@ -464,6 +475,39 @@ class PFSServicer:
                                    f.path, offset=req.offset)
         for piece in _rechunk(chunks):
             yield wrappers_pb2.BytesValue(value=piece)
+
+    @_unary
+    def InspectStorage(self, req: empty_pb2.Empty, ctx: grpc.ServicerContext
+                       ) -> pfs_pb2.StorageInfo:
+        root, store_id = self.pfs.storage_info()
+        return pfs_pb2.StorageInfo(local_root=root, store_id=store_id)
+
+    @_unary
+    def FindChunks(self, req: pfs_pb2.FindChunksRequest, ctx: grpc.ServicerContext
+                   ) -> pfs_pb2.FindChunksResponse:
+        found = self.pfs.find_chunks(list(req.hashes))
+        resp = pfs_pb2.FindChunksResponse()
+        for h, hit in zip(req.hashes, found, strict=True):
+            c = resp.chunks.add()
+            if hit is not None:
+                c.hash, c.pack, c.offset = h, hit[0], hit[1]
+        return resp
+
+    @_stream
+    def GetFileChunks(self, req: pfs_pb2.GetFileRequest, ctx: grpc.ServicerContext
+                      ) -> Iterator[pfs_pb2.FileChunks]:
+        f = req.file
+        size, refs = self.pfs.file_chunks(_need(f.commit.repo, "repo name"),
+                                          commit_ref(f.commit), f.path)
+        msg = pfs_pb2.FileChunks(size=size)
+        for h, n, pack, off in refs:
+            c = msg.chunks.add()
+            c.hash, c.size, c.pack, c.offset = h, n, pack, off
+            if len(msg.chunks) >= 4096:
+                yield msg
+                msg = pfs_pb2.FileChunks()
+        if msg.chunks or msg.size == size:
+            yield msg
 
     @_unary
     def InspectFile(self, req: pfs_pb2.InspectFileRequest, ctx: grpc.ServicerContext

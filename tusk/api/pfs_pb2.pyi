@@ -358,15 +358,50 @@ class CopyFile(_message.Message):
     append: bool
     def __init__(self, src: _Optional[_Union[File, _Mapping]] = ..., dst_path: _Optional[str] = ..., append: _Optional[bool] = ...) -> None: ...
 
+class ChunkRef(_message.Message):
+    __slots__ = ("hash", "size", "pack", "offset")
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    PACK_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    hash: bytes
+    size: int
+    pack: str
+    offset: int
+    def __init__(self, hash: _Optional[bytes] = ..., size: _Optional[int] = ..., pack: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class AddFileChunks(_message.Message):
+    __slots__ = ("path", "append", "size", "chunks", "new_packs")
+    class NewPacksEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    APPEND_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    NEW_PACKS_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    append: bool
+    size: int
+    chunks: _containers.RepeatedCompositeFieldContainer[ChunkRef]
+    new_packs: _containers.ScalarMap[str, int]
+    def __init__(self, path: _Optional[str] = ..., append: _Optional[bool] = ..., size: _Optional[int] = ..., chunks: _Optional[_Iterable[_Union[ChunkRef, _Mapping]]] = ..., new_packs: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
 class FileOp(_message.Message):
-    __slots__ = ("add_file", "delete_file", "copy_file")
+    __slots__ = ("add_file", "delete_file", "copy_file", "add_chunks")
     ADD_FILE_FIELD_NUMBER: _ClassVar[int]
     DELETE_FILE_FIELD_NUMBER: _ClassVar[int]
     COPY_FILE_FIELD_NUMBER: _ClassVar[int]
+    ADD_CHUNKS_FIELD_NUMBER: _ClassVar[int]
     add_file: AddFile
     delete_file: DeleteFile
     copy_file: CopyFile
-    def __init__(self, add_file: _Optional[_Union[AddFile, _Mapping]] = ..., delete_file: _Optional[_Union[DeleteFile, _Mapping]] = ..., copy_file: _Optional[_Union[CopyFile, _Mapping]] = ...) -> None: ...
+    add_chunks: AddFileChunks
+    def __init__(self, add_file: _Optional[_Union[AddFile, _Mapping]] = ..., delete_file: _Optional[_Union[DeleteFile, _Mapping]] = ..., copy_file: _Optional[_Union[CopyFile, _Mapping]] = ..., add_chunks: _Optional[_Union[AddFileChunks, _Mapping]] = ...) -> None: ...
 
 class ModifyFileRequest(_message.Message):
     __slots__ = ("commit", "ops", "done")
@@ -441,3 +476,31 @@ class DiffFileBatch(_message.Message):
     DIFFS_FIELD_NUMBER: _ClassVar[int]
     diffs: _containers.RepeatedCompositeFieldContainer[DiffFileResponse]
     def __init__(self, diffs: _Optional[_Iterable[_Union[DiffFileResponse, _Mapping]]] = ...) -> None: ...
+
+class StorageInfo(_message.Message):
+    __slots__ = ("local_root", "store_id")
+    LOCAL_ROOT_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    local_root: str
+    store_id: str
+    def __init__(self, local_root: _Optional[str] = ..., store_id: _Optional[str] = ...) -> None: ...
+
+class FindChunksRequest(_message.Message):
+    __slots__ = ("hashes",)
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class FindChunksResponse(_message.Message):
+    __slots__ = ("chunks",)
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    chunks: _containers.RepeatedCompositeFieldContainer[ChunkRef]
+    def __init__(self, chunks: _Optional[_Iterable[_Union[ChunkRef, _Mapping]]] = ...) -> None: ...
+
+class FileChunks(_message.Message):
+    __slots__ = ("chunks", "size")
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    chunks: _containers.RepeatedCompositeFieldContainer[ChunkRef]
+    size: int
+    def __init__(self, chunks: _Optional[_Iterable[_Union[ChunkRef, _Mapping]]] = ..., size: _Optional[int] = ...) -> None: ...

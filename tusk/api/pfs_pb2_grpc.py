@@ -153,6 +153,21 @@ class APIStub:
                 request_serializer=pfs__pb2.DiffFileRequest.SerializeToString,
                 response_deserializer=pfs__pb2.DiffFileBatch.FromString,
                 _registered_method=True)
+        self.InspectStorage = channel.unary_unary(
+                '/tusk.pfs.API/InspectStorage',
+                request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+                response_deserializer=pfs__pb2.StorageInfo.FromString,
+                _registered_method=True)
+        self.FindChunks = channel.unary_unary(
+                '/tusk.pfs.API/FindChunks',
+                request_serializer=pfs__pb2.FindChunksRequest.SerializeToString,
+                response_deserializer=pfs__pb2.FindChunksResponse.FromString,
+                _registered_method=True)
+        self.GetFileChunks = channel.unary_stream(
+                '/tusk.pfs.API/GetFileChunks',
+                request_serializer=pfs__pb2.GetFileRequest.SerializeToString,
+                response_deserializer=pfs__pb2.FileChunks.FromString,
+                _registered_method=True)
 
 
 class APIServicer:
@@ -302,6 +317,25 @@ class APIServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def InspectStorage(self, request, context):
+        """The direct path for large files on the daemon's machine (tusk only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FindChunks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFileChunks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_APIServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -419,6 +453,21 @@ def add_APIServicer_to_server(servicer, server):
                     servicer.DiffFile,
                     request_deserializer=pfs__pb2.DiffFileRequest.FromString,
                     response_serializer=pfs__pb2.DiffFileBatch.SerializeToString,
+            ),
+            'InspectStorage': grpc.unary_unary_rpc_method_handler(
+                    servicer.InspectStorage,
+                    request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                    response_serializer=pfs__pb2.StorageInfo.SerializeToString,
+            ),
+            'FindChunks': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindChunks,
+                    request_deserializer=pfs__pb2.FindChunksRequest.FromString,
+                    response_serializer=pfs__pb2.FindChunksResponse.SerializeToString,
+            ),
+            'GetFileChunks': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetFileChunks,
+                    request_deserializer=pfs__pb2.GetFileRequest.FromString,
+                    response_serializer=pfs__pb2.FileChunks.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1044,6 +1093,87 @@ class API:
             '/tusk.pfs.API/DiffFile',
             pfs__pb2.DiffFileRequest.SerializeToString,
             pfs__pb2.DiffFileBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InspectStorage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tusk.pfs.API/InspectStorage',
+            google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            pfs__pb2.StorageInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindChunks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tusk.pfs.API/FindChunks',
+            pfs__pb2.FindChunksRequest.SerializeToString,
+            pfs__pb2.FindChunksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFileChunks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tusk.pfs.API/GetFileChunks',
+            pfs__pb2.GetFileRequest.SerializeToString,
+            pfs__pb2.FileChunks.FromString,
             options,
             channel_credentials,
             insecure,

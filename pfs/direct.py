@@ -1,0 +1,472 @@
+"""The direct path: a client on the daemon's machine moves file bytes itself.
+
+Streaming a large file through gRPC costs several copies of every byte in
+Python (about 160 MB/s up here). When the daemon's object store is a local
+directory the client can reach, the client does the byte work itself, as
+restic or DVC do, and the daemon only records the result. The client proves it
+sees the same directory by reading the store's ID file (:func:`store_id`).
+
+* **put** (:func:`put_local_file`): cut the file into the same content-defined
+  chunks the daemon would (:func:`pfs.blobs.cdc_lengths`), hash each one, ask
+  the daemon which digests it already stores (the ``find`` callback: the
+  daemon's dedup index, so GC sees those hits), and append only the new chunks
+  to packs written straight into the store, each a temp file renamed into
+  place as :meth:`pfs.objects.LocalObjectStore.writing` does. The daemon then
+  records the file from its chunk refs (``FileWriter.put_direct``), after
+  checking that every new pack exists and is long enough. Nothing becomes
+  visible before the ModifyFile stream ends; a client killed midway leaves
+  only unreferenced packs, which GC removes after its grace period.
+* **get** (:func:`read_into`): read each chunk from its pack, verify its
+  digest, and only then hand it to the caller: a corrupt chunk raises
+  :class:`~pfs.errors.Corruption` and its bytes are never written.
+
+Speed: chunking holds the GIL (the fastcdc extension does not release it), so
+on a put it runs in a forked child, which streams chunk lengths through a pipe
+while this process hashes (blake3 releases the GIL) and writes. On a get a
+thread reads and verifies while the caller's thread writes. Both fall back to
+one thread where ``fork`` is unavailable. The child maps the file; if the file
+shrinks under it the child dies (SIGBUS) and the put fails, naming the file.
+
+The trust model: a client that can write the store directory can damage it
+anyway. The daemon checks the packs a client names exist and are long enough;
+every read still verifies every chunk, so a wrong ref shows up as corruption,
+never as wrong bytes.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import queue
+import struct
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, cast
+
+import blake3
+
+from pfs.blobs import (
+    CDC_MAX,
+    PACK_TARGET,
+    ChunkRef,
+    cdc_lengths,
+    iter_cdc_lengths,
+    pack_footer,
+    pack_key,
+)
+from pfs.errors import Corruption, FailedPrecondition, ObjectNotFound, TuskError
+from pfs.objects import LocalObjectStore
+
+STORE_ID_KEY = "store-id"
+# Bytes read per window on a put: larger than CDC_MAX (a chunk always fits)
+# and small enough that a window's chunks are still in the CPU cache when
+# they are written after the dedup lookup.
+_WINDOW = 2 * CDC_MAX
+_U64 = struct.Struct("<Q")
+
+# find(digests) -> for each digest, (pack, offset) of a stored copy, or None.
+FindChunks = Callable[[Sequence[bytes]], Sequence[tuple[str, int] | None]]
+
+
+def store_id(store: LocalObjectStore) -> str:
+    """The store's random ID, created on first use (the daemon calls this at start)."""
+    try:
+        return store.get(STORE_ID_KEY).decode()
+    except ObjectNotFound:
+        store.put(STORE_ID_KEY, uuid.uuid4().hex.encode())
+        return store.get(STORE_ID_KEY).decode()
+
+
+def open_if_same(root: str, expected_id: str) -> LocalObjectStore | None:
+    """The local store at ``root`` if this process sees the daemon's store there
+    (same ID file, writable), else None (another machine, container or user)."""
+    if not root or not expected_id or not os.path.isdir(root):
+        return None
+    try:
+        with open(os.path.join(root, STORE_ID_KEY), "rb") as f:
+            if f.read().decode() != expected_id:
+                return None
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not os.access(os.path.join(root, "packs") if os.path.isdir(
+            os.path.join(root, "packs")) else root, os.W_OK | os.X_OK):
+        return None
+    try:
+        return LocalObjectStore(root)
+    except TuskError:
+        return None
+
+
+@dataclass
+class DirectPut:
+    """What a direct put wrote: the file's refs and the packs it created."""
+
+    refs: list[ChunkRef] = field(default_factory=list)
+    size: int = 0
+    new_packs: dict[str, int] = field(default_factory=dict)  # pack id -> bytes
+    bytes_written: int = 0
+    bytes_deduped: int = 0
+
+
+# --- put ----------------------------------------------------------------------
+
+
+class _PackWriter:
+    """Appends chunks to packs written straight into a local store."""
+
+    def __init__(self, store: LocalObjectStore, result: DirectPut) -> None:
+        self._store = store
+        self._result = result
+        self._ctx: Any = None
+        self._f: BinaryIO | None = None
+        self._id = ""
+        self._len = 0
+        self._entries: list[tuple[bytes, int, int]] = []
+
+    def _begin(self) -> BinaryIO:
+        if self._f is None:
+            self._id = uuid.uuid4().hex
+            self._ctx = self._store.writing(pack_key(self._id))
+            self._f = self._ctx.__enter__()
+            self._len = 0
+            self._entries = []
+        assert self._f is not None
+        return self._f
+
+    def _added(self, h: bytes, n: int) -> ChunkRef:
+        ref = (h, n, self._id, self._len)
+        self._entries.append((h, self._len, n))
+        self._len += n
+        if self._len >= PACK_TARGET:
+            self.close()
+        return ref
+
+    def copy_run(self, fd: int, run: Sequence[tuple[bytes, int, int]]) -> list[ChunkRef]:
+        """Append chunks that are adjacent in the file ``fd`` ((digest, offset,
+        length) each, in file order), copied in the kernel a pack at a time."""
+        refs: list[ChunkRef] = []
+        i = 0
+        while i < len(run):
+            out = self._begin().fileno()
+            # Take chunks until this pack is full; copy their span in one call.
+            j, span, room = i, 0, PACK_TARGET - self._len
+            while j < len(run) and (span < room or j == i):
+                span += run[j][2]
+                j += 1
+            _copy(fd, out, run[i][1], span)
+            for h, _, n in run[i:j]:
+                refs.append(self._added(h, n))
+            i = j
+        return refs
+
+    def close(self) -> None:
+        if self._f is None:
+            return
+        footer = pack_footer(self._entries)
+        os.write(self._f.fileno(), footer)  # everything went through the fd
+        ctx, self._f, self._ctx = self._ctx, None, None
+        ctx.__exit__(None, None, None)  # renames the temp file into place
+        self._result.new_packs[self._id] = self._len + len(footer)
+
+    def abort(self) -> None:
+        if self._f is None:
+            return
+        ctx, self._f, self._ctx = self._ctx, None, None
+        err = RuntimeError("direct put aborted")
+        ctx.__exit__(RuntimeError, err, None)  # removes the temp file
+
+
+_RECORD = struct.Struct("<Q32s")  # a chunk: its length and its BLAKE3 digest
+
+
+def _chunk_records(fd: int, size: int) -> Iterator[tuple[int, bytes]]:
+    """(length, digest) of each chunk of the file open at ``fd``, as found.
+
+    Reads the file through a map; called in the forked child.
+    """
+    if size == 0:
+        return
+    with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mm, memoryview(mm) as view:
+        off = 0
+        for n in iter_cdc_lengths(view):
+            yield n, blake3.blake3(view[off:off + n]).digest()
+            off += n
+
+
+def _chunk_records_inline(fd: int, size: int) -> Iterator[tuple[int, bytes]]:
+    """:func:`_chunk_records` without a map, one window at a time (no fork)."""
+    buf = bytearray()
+    pos = 0
+    while pos < size:
+        piece = os.pread(fd, 4 * _WINDOW, pos)
+        if not piece:
+            break
+        pos += len(piece)
+        buf += piece
+        with memoryview(buf) as view:
+            cut = 0
+            for n in cdc_lengths(view, final=pos >= size):
+                yield n, blake3.blake3(view[cut:cut + n]).digest()
+                cut += n
+        del buf[:cut]
+    if buf:  # the file changed size: the caller's checks report it
+        yield len(buf), blake3.blake3(buf).digest()
+
+
+def _records_from_child(fd: int, size: int, path: str) -> Iterator[tuple[int, bytes]]:
+    """:func:`_chunk_records` computed by a forked child (see the module doc)."""
+    import fastcdc  # noqa: F401  # imported before fork: the child must not import
+
+    r, w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(r)
+        os.close(w)
+        raise
+    if pid == 0:  # the child: compute, write, leave without any cleanup
+        status = 1
+        try:
+            os.close(r)
+            batch = bytearray()
+            for n, h in _chunk_records(fd, size):
+                batch += _RECORD.pack(n, h)
+                if len(batch) >= 4 * _RECORD.size:  # the first records leave within ~4 MiB
+                    os.write(w, batch)
+                    batch.clear()
+            if batch:
+                os.write(w, batch)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(w)
+    done = False
+    try:
+        pending = b""
+        while True:
+            block = os.read(r, 64 * 1024)
+            if not block:
+                break
+            block = pending + block
+            whole = len(block) - len(block) % _RECORD.size
+            pending = block[whole:]
+            yield from _RECORD.iter_unpack(block[:whole])
+        done = True
+    finally:
+        os.close(r)
+        if not done:
+            os.kill(pid, 9)
+        _, status = os.waitpid(pid, 0)
+    if done and status != 0:
+        raise FailedPrecondition(
+            f"{path} changed while tusk was reading it (the chunker stopped with status "
+            f"{status}); nothing was recorded: put it again once it is stable")
+
+
+def put_local_file(store: LocalObjectStore, path: str, find: FindChunks,
+                   use_fork: bool = True) -> DirectPut:
+    """Store the local file ``path`` as chunks in ``store`` (see the module doc).
+
+    Returns the refs to record; on any error the packs written so far stay
+    unreferenced (GC removes them) and nothing is recorded.
+    """
+    result = DirectPut()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        before = os.fstat(fd)
+        size = before.st_size
+        records = _records_from_child(fd, size, path) \
+            if use_fork and hasattr(os, "fork") and size else _chunk_records_inline(fd, size)
+        packs = _PackWriter(store, result)
+        try:
+            _store_chunks(fd, size, records, find, packs, result)
+            packs.close()
+        except BaseException:
+            packs.abort()
+            close = getattr(records, "close", None)
+            if close is not None:
+                close()
+            raise
+        after = os.fstat(fd)
+        if result.size != size or (after.st_size, after.st_mtime_ns) != (
+                before.st_size, before.st_mtime_ns):
+            raise FailedPrecondition(
+                f"{path} changed while tusk was reading it ({size} bytes before, "
+                f"{after.st_size} after); nothing was recorded: put it again once it is stable")
+    finally:
+        os.close(fd)
+    return result
+
+
+def _copy(src: int, dst: int, off: int, n: int) -> None:
+    """Append ``n`` bytes of ``src`` at ``off`` to ``dst`` (in the kernel when it can)."""
+    done = 0
+    while done < n:
+        try:
+            k = os.copy_file_range(src, dst, n - done, off + done)
+        except OSError:  # another file system, or no copy_file_range: copy here
+            k = os.write(dst, os.pread(src, min(n - done, 8 << 20), off + done))
+        if k == 0:
+            raise FailedPrecondition(
+                f"the file shrank while tusk was reading it (at offset {off + done}); "
+                "nothing was recorded: put it again")
+        done += k
+
+
+_PENDING: ChunkRef = (b"", 0, "", 0)
+_BATCH = 16  # chunks per dedup lookup (one round trip to the daemon each)
+
+
+def _store_chunks(fd: int, size: int, records: Iterator[tuple[int, bytes]], find: FindChunks,
+                  packs: _PackWriter, result: DirectPut) -> None:
+    """Look each batch of chunks up; copy the new ones from the file into packs."""
+    off = 0
+    batch: list[tuple[bytes, int, int]] = []  # (digest, file offset, length)
+    local: dict[bytes, ChunkRef] = {}  # chunks this put stored (find can't know them yet)
+
+    def flush() -> None:
+        found = find([h for h, _, _ in batch])
+        # New chunks next to each other in the file are copied in one call.
+        run: list[tuple[bytes, int, int]] = []
+        slots: list[int] = []
+
+        def copy() -> None:
+            for slot, ref in zip(slots, packs.copy_run(fd, run), strict=True):
+                result.refs[slot] = ref
+                local[ref[0]] = ref
+            run.clear()
+            slots.clear()
+
+        for (h, at, n), hit in zip(batch, found, strict=True):
+            ref = (h, n, hit[0], hit[1]) if hit is not None else local.get(h)
+            if ref is not None:
+                result.bytes_deduped += n
+                result.refs.append(ref)
+                continue
+            if h in (r[0] for r in run):  # a repeat inside this run: store it once
+                copy()
+                result.refs.append(local[h])
+                result.bytes_deduped += n
+                continue
+            if run and run[-1][1] + run[-1][2] != at:
+                copy()
+            run.append((h, at, n))
+            slots.append(len(result.refs))
+            result.refs.append(_PENDING)  # filled in by copy()
+            result.bytes_written += n
+        copy()
+        batch.clear()
+
+    for n, h in records:
+        if n <= 0 or n > CDC_MAX or off + n > size:
+            raise FailedPrecondition(
+                f"the file changed while tusk was reading it (a chunk of {n} bytes at "
+                f"offset {off} of {size}); nothing was recorded: put it again")
+        batch.append((h, off, n))
+        off += n
+        if len(batch) >= _BATCH:
+            flush()
+    if batch:
+        flush()
+    result.size = off
+
+
+# --- get ----------------------------------------------------------------------
+
+_END = object()
+_READ_BUFFERS = 4  # chunk buffers in flight on a get (each CDC_MAX bytes)
+
+
+def read_into(store: LocalObjectStore, refs: Sequence[ChunkRef],
+              write: Callable[[memoryview], Any], offset: int = 0) -> int:
+    """Write the concatenation of ``refs`` (from byte ``offset``) through ``write``.
+
+    A thread reads and verifies chunks ahead while this one writes; only
+    verified bytes are ever passed to ``write``, as a view into a reused
+    buffer (valid until ``write`` returns). Returns the bytes written.
+    """
+    todo: list[tuple[ChunkRef, int]] = []
+    for ref in refs:
+        n = ref[1]
+        if offset >= n:
+            offset -= n
+            continue
+        todo.append((ref, offset))
+        offset = 0
+    # Reused buffers: fresh memory for every chunk costs more than the copy
+    # itself (first-touch page faults), and would grow with the queue.
+    free: queue.Queue[bytearray] = queue.Queue()
+    for _ in range(min(_READ_BUFFERS, max(1, len(todo)))):
+        free.put(bytearray(max((r[1] for r, _ in todo), default=0)))
+    ready: queue.Queue[object] = queue.Queue()
+    stop = threading.Event()
+
+    def reader() -> None:
+        fds: dict[str, int] = {}
+        try:
+            for ref, skip in todo:
+                buf = free.get()
+                if stop.is_set():
+                    return
+                _read_verified(store, fds, ref, buf)
+                ready.put((buf, skip, ref[1]))
+            ready.put(_END)
+        except BaseException as exc:  # noqa: BLE001  # handed to the writing thread
+            ready.put(exc)
+        finally:
+            for fd in fds.values():
+                os.close(fd)
+
+    t = threading.Thread(target=reader, name="tusk-direct-read", daemon=True)
+    t.start()
+    total = 0
+    try:
+        while True:
+            item = ready.get()
+            if item is _END:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            buf, skip, n = cast(tuple[bytearray, int, int], item)
+            with memoryview(buf) as view:
+                write(view[skip:n])
+            total += n - skip
+            free.put(buf)
+    finally:
+        stop.set()
+        free.put(bytearray(0))  # a reader waiting for a buffer wakes, sees stop
+        t.join()
+    return total
+
+
+def _read_verified(store: LocalObjectStore, fds: dict[str, int], ref: ChunkRef,
+                   buf: bytearray) -> None:
+    """Read one chunk into ``buf[:size]`` and check its digest."""
+    h, n, pack, off = ref
+    fd = fds.get(pack)
+    if fd is None:
+        if len(fds) >= 64:
+            os.close(fds.pop(next(iter(fds))))
+        try:
+            fd = os.open(os.path.join(store.root, pack_key(pack)), os.O_RDONLY)
+        except FileNotFoundError as e:
+            raise Corruption(
+                f"chunk {h.hex()[:16]} is missing: pack {pack} is gone from the object store "
+                f"({store.describe()}); the data it held is lost") from e
+        fds[pack] = fd
+    with memoryview(buf) as view:
+        got = 0
+        while got < n:
+            k = os.preadv(fd, [view[got:n]], off + got)
+            if k == 0:
+                break
+            got += k
+        if got != n or blake3.blake3(view[:n]).digest() != h:
+            raise Corruption(
+                f"chunk {h.hex()[:16]} in pack {pack} (offset {off}) does not match its hash: "
+                f"the object store ({store.describe()}) returned corrupt bytes")
+
+
+__all__ = ["DirectPut", "open_if_same", "put_local_file", "read_into", "store_id"]

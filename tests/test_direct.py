@@ -1,0 +1,264 @@
+"""The direct path for large files (pfs.direct): the client chunks, stores and
+reads packs itself when the daemon's object store is a local directory it sees.
+
+Unit tests of the module on a real local directory store, then the whole path
+through a daemon: the Python client against an in-process server, and the
+``tusk`` CLI against a daemon process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from pfs import direct, errors
+from pfs.api import PFS, open_pfs
+from pfs.blobs import BlobStore, ChunkRef, pack_key
+from pfs.objects import LocalObjectStore, MemoryObjectStore
+from tests.daemons import DaemonProc
+from tusk.api import pfs_pb2
+from tusk.client import Client, _commit, translate
+from tusk.server import serve
+
+MiB = 1 << 20
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def nothing_stored(hashes: list[bytes]) -> list[None]:
+    return [None] * len(hashes)
+
+
+@pytest.fixture
+def data_file(tmp_path: Path) -> Path:
+    """Random data around 24 MiB of zeros: zeros never match the chunker's mask,
+    so they cut at the 8 MiB maximum, giving identical chunks (in-file duplicates)."""
+    data = os.urandom(7 * MiB) + bytes(24 * MiB) + os.urandom(4 * MiB)
+    path = tmp_path / "input.bin"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalObjectStore:
+    return LocalObjectStore(str(tmp_path / "objects"))
+
+
+def read_all(store: LocalObjectStore, refs: list[ChunkRef], offset: int = 0) -> bytes:
+    out = bytearray()
+    direct.read_into(store, refs, out.extend, offset)
+    return bytes(out)
+
+
+# --- the module ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("use_fork", [True, False], ids=["forked-chunker", "inline-chunker"])
+def test_put_then_read_round_trips(store: LocalObjectStore, data_file: Path,
+                                   use_fork: bool) -> None:
+    r = direct.put_local_file(store, str(data_file), nothing_stored, use_fork=use_fork)
+    data = data_file.read_bytes()
+    assert r.size == len(data) == sum(ref[1] for ref in r.refs)
+    assert read_all(store, r.refs) == data
+    assert read_all(store, r.refs, offset=5 * MiB + 17) == data[5 * MiB + 17:]
+    # Every pack it names exists with the size it reports.
+    assert r.new_packs
+    for pack, size in r.new_packs.items():
+        assert store.size(pack_key(pack)) == size
+    # The repeated zero chunks were stored once.
+    assert r.bytes_deduped > 0
+    assert r.bytes_written + r.bytes_deduped == len(data)
+
+
+def test_chunks_match_the_daemons_streaming_writer(store: LocalObjectStore,
+                                                   data_file: Path) -> None:
+    """Same content, same chunks: a direct put and a streamed put dedup each other."""
+    forked = direct.put_local_file(store, str(data_file), nothing_stored)
+    inline = direct.put_local_file(store, str(data_file), nothing_stored, use_fork=False)
+    data = data_file.read_bytes()
+    writer = BlobStore(MemoryObjectStore()).writer()
+    # Odd piece sizes: the streaming writer's windows must not change the cut.
+    refs, _ = writer.write_stream(data[i:i + 3_000_001] for i in range(0, len(data), 3_000_001))
+    streamed = [(h, n) for h, n, _, _ in refs]
+    assert [(h, n) for h, n, _, _ in forked.refs] == streamed
+    assert [(h, n) for h, n, _, _ in inline.refs] == streamed
+
+
+def test_known_chunks_are_not_written_again(store: LocalObjectStore, data_file: Path) -> None:
+    first = direct.put_local_file(store, str(data_file), nothing_stored)
+    where = {h: (pack, off) for h, _, pack, off in first.refs}
+    calls: list[int] = []
+
+    def find(hashes: list[bytes]) -> list[tuple[str, int] | None]:
+        calls.append(len(hashes))
+        return [where.get(h) for h in hashes]
+
+    again = direct.put_local_file(store, str(data_file), find)
+    assert again.bytes_written == 0 and again.new_packs == {}
+    assert again.refs == first.refs
+    assert sum(calls) == len(first.refs)
+
+
+def test_a_corrupt_chunk_is_reported_and_never_written(store: LocalObjectStore,
+                                                       data_file: Path) -> None:
+    r = direct.put_local_file(store, str(data_file), nothing_stored)
+    victim = r.refs[len(r.refs) // 2]
+    path = os.path.join(store.root, pack_key(victim[2]))
+    with open(path, "r+b") as f:
+        f.seek(victim[3] + 10)
+        byte = f.read(1)
+        f.seek(victim[3] + 10)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    out = bytearray()
+    with pytest.raises(errors.Corruption, match="does not match its hash"):
+        direct.read_into(store, r.refs, out.extend)
+    # Only whole, verified chunks before the corrupt one reached the writer.
+    good = sum(ref[1] for ref in r.refs[:len(r.refs) // 2])
+    assert bytes(out) == data_file.read_bytes()[:len(out)]
+    assert len(out) <= good
+
+
+def test_a_missing_pack_is_reported(store: LocalObjectStore, data_file: Path) -> None:
+    r = direct.put_local_file(store, str(data_file), nothing_stored)
+    store.delete(pack_key(r.refs[-1][2]))
+    with pytest.raises(errors.Corruption, match="is missing"):
+        read_all(store, r.refs)
+
+
+def test_a_file_that_changes_during_the_put_fails(store: LocalObjectStore,
+                                                  data_file: Path) -> None:
+    def find_and_grow(hashes: list[bytes]) -> list[None]:
+        with open(data_file, "ab") as f:
+            f.write(b"more")
+        return [None] * len(hashes)
+
+    with pytest.raises(errors.FailedPrecondition, match="changed while tusk was reading it"):
+        direct.put_local_file(store, str(data_file), find_and_grow)
+    # No temp file is left behind by the aborted pack.
+    leftovers = [n for _, _, names in os.walk(store.root) for n in names if n.startswith(".tmp-")]
+    assert leftovers == []
+
+
+def test_open_if_same_needs_the_daemons_store_id(store: LocalObjectStore) -> None:
+    sid = direct.store_id(store)
+    assert direct.store_id(store) == sid  # stable once created
+    assert direct.open_if_same(store.root, sid) is not None
+    assert direct.open_if_same(store.root, uuid.uuid4().hex) is None
+    assert direct.open_if_same(store.root + "-elsewhere", sid) is None
+    assert direct.open_if_same("", sid) is None
+
+
+# --- through the daemon: Python client ------------------------------------------
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[PFS, Client]]:
+    pfs = open_pfs(str(tmp_path / "data"))  # the embedded default: SQLite + local dir
+    server, port = serve(pfs, "127.0.0.1:0")
+    c = Client(f"127.0.0.1:{port}")
+    yield pfs, c
+    c.close()
+    server.stop(0).wait()
+
+
+def test_client_put_and_get_take_the_direct_path(served: tuple[PFS, Client], data_file: Path,
+                                                 tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    pfs, c = served
+    assert c.direct_store() is not None
+    c.create_repo("big")
+    with c.modify_file("big", "master") as mf:
+        mf.put_file_from_path("/direct.bin", data_file)
+    # The same bytes through the streaming path (another client, direct off).
+    monkeypatch.setenv("TUSK_DIRECT", "0")
+    streaming = Client(c.address)
+    assert streaming.direct_store() is None
+    with streaming.modify_file("big", "master") as mf:
+        mf.put_file_from_path("/streamed.bin", data_file)
+    data = data_file.read_bytes()
+    got = bytearray()
+    assert c.read_file_into("big", "master", "/direct.bin", got.extend) == len(data)
+    assert bytes(got) == data
+    assert streaming.get_file_bytes("big", "master", "/direct.bin") == data
+    assert c.get_file_bytes("big", "master", "/streamed.bin") == data
+    # Same chunks either way, so the same file hash.
+    a = c.inspect_file("big", "master", "/direct.bin")
+    b = c.inspect_file("big", "master", "/streamed.bin")
+    assert a.hash == b.hash and a.size_bytes == b.size_bytes == len(data)
+    streaming.close()
+
+
+def test_a_direct_put_naming_a_missing_pack_is_refused(served: tuple[PFS, Client]) -> None:
+    pfs, c = served
+    c.create_repo("forged")
+    head = len(list(c.list_commit("forged")))
+    req = pfs_pb2.ModifyFileRequest(commit=_commit("forged", "master"), done=True)
+    add = req.ops.add().add_chunks
+    add.path, add.size = "/x", 10
+    ch = add.chunks.add()
+    ch.hash, ch.size, ch.pack, ch.offset = b"\1" * 32, 10, "f" * 32, 0
+    add.new_packs["f" * 32] = 100
+    with pytest.raises(errors.FailedPrecondition, match="missing"):
+        try:
+            c._stub.ModifyFile(iter([req]))
+        except grpc.RpcError as exc:  # translated as the client does
+            raise translate(exc, c.address) from None
+    assert len(list(c.list_commit("forged"))) == head  # nothing was committed
+
+
+def test_a_remote_store_offers_no_direct_path(tmp_path: Path) -> None:
+    pfs = open_pfs(str(tmp_path / "data"), metadata_url="memory://", storage_url="memory://")
+    assert pfs.storage_info() == ("", "")
+    server, port = serve(pfs, "127.0.0.1:0")
+    try:
+        with Client(f"127.0.0.1:{port}") as c:
+            assert c.direct_store() is None
+            c.create_repo("r")
+            with c.modify_file("r", "master") as mf:
+                mf.put_file("/a", os.urandom(9 * MiB))
+            assert len(c.get_file_bytes("r", "master", "/a")) == 9 * MiB
+    finally:
+        server.stop(0).wait()
+
+
+# --- through the daemon: the CLI -------------------------------------------------
+
+
+def test_cli_put_and_get_of_a_large_file(tmp_path: Path, data_file: Path) -> None:
+    d = DaemonProc(tmp_path).start()
+    try:
+        env = dict(os.environ, TUSK_ADDRESS=d.address,
+                   PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+        def tusk(*args: str, **kw: str) -> subprocess.CompletedProcess[bytes]:
+            p = subprocess.run([sys.executable, "-m", "tusk.entry", *args],
+                               capture_output=True, env={**env, **kw}, timeout=120, check=False)
+            assert p.returncode == 0, p.stderr.decode()
+            return p
+
+        tusk("create", "repo", "big")
+        tusk("put", "file", "big@master:/a.bin", "-f", str(data_file))
+        tusk("put", "file", "big@master:/b.bin", "-f", str(data_file), TUSK_DIRECT="0")
+        data = data_file.read_bytes()
+        out = tmp_path / "out.bin"
+        for path in ("/a.bin", "/b.bin"):
+            tusk("get", "file", f"big@master:{path}", "-o", str(out))
+            assert out.read_bytes() == data
+            assert tusk("get", "file", f"big@master:{path}").stdout == data
+            assert tusk("get", "file", f"big@master:{path}", "--offset", "1000").stdout \
+                == data[1000:]
+        # No gRPC fork warning leaks into the user's terminal.
+        p = tusk("put", "file", "big@master:/c.bin", "-f", str(data_file))
+        assert b"fork" not in p.stderr
+        # The second put of the same bytes stored nothing new: 3 files, one copy.
+        objects = d.data_dir / "objects" / "packs"
+        stored = sum(f.stat().st_size for f in objects.rglob("*") if f.is_file())
+        assert stored < 1.2 * len(data)
+    finally:
+        d.stop()
