@@ -181,16 +181,18 @@ class _PackWriter:
 _RECORD = struct.Struct("<Q32s")  # a chunk: its length and its BLAKE3 digest
 
 
-def _chunk_records(fd: int, size: int) -> Iterator[tuple[int, bytes]]:
-    """(length, digest) of each chunk of the file open at ``fd``, as found.
+def _chunk_records(fd: int, size: int, start: int = 0) -> Iterator[tuple[int, bytes]]:
+    """(length, digest) of each chunk of the file open at ``fd``, chunking from
+    byte ``start`` (0: the file's true chunks), as found.
 
-    Reads the file through a map; called in the forked child.
+    Reads the file through a map; called in a forked child.
     """
-    if size == 0:
+    if size <= start:
         return
-    with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mm, memoryview(mm) as view:
-        off = 0
-        for n in iter_cdc_lengths(view):
+    with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mm, memoryview(mm) as view, \
+            view[start:] as tail:
+        off = start
+        for n in iter_cdc_lengths(tail):
             yield n, blake3.blake3(view[off:off + n]).digest()
             off += n
 
@@ -215,54 +217,114 @@ def _chunk_records_inline(fd: int, size: int) -> Iterator[tuple[int, bytes]]:
         yield len(buf), blake3.blake3(buf).digest()
 
 
-def _records_from_child(fd: int, size: int, path: str) -> Iterator[tuple[int, bytes]]:
-    """:func:`_chunk_records` computed by a forked child (see the module doc)."""
-    import fastcdc  # noqa: F401  # imported before fork: the child must not import
+class _Chunker:
+    """A forked child chunking the file from ``start``; :meth:`records` reads it."""
 
-    r, w = os.pipe()
-    try:
-        pid = os.fork()
-    except OSError:
-        os.close(r)
-        os.close(w)
-        raise
-    if pid == 0:  # the child: compute, write, leave without any cleanup
-        status = 1
+    def __init__(self, fd: int, size: int, start: int) -> None:
+        import fastcdc  # noqa: F401  # imported before fork: the child must not import
+
+        r, w = os.pipe()
         try:
+            pid = os.fork()
+        except OSError:
             os.close(r)
-            batch = bytearray()
-            for n, h in _chunk_records(fd, size):
-                batch += _RECORD.pack(n, h)
-                if len(batch) >= 4 * _RECORD.size:  # the first records leave within ~4 MiB
+            os.close(w)
+            raise
+        if pid == 0:  # the child: compute, write, leave without any cleanup
+            status = 1
+            try:
+                os.close(r)
+                batch = bytearray()
+                for n, h in _chunk_records(fd, size, start):
+                    batch += _RECORD.pack(n, h)
+                    if len(batch) >= 4 * _RECORD.size:  # first records leave within ~4 MiB
+                        os.write(w, batch)
+                        batch.clear()
+                if batch:
                     os.write(w, batch)
-                    batch.clear()
-            if batch:
-                os.write(w, batch)
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(w)
-    done = False
-    try:
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(w)
+        self.pid, self._r, self.status = pid, r, -1
+
+    def records(self) -> Iterator[tuple[int, bytes]]:
         pending = b""
         while True:
-            block = os.read(r, 64 * 1024)
+            block = os.read(self._r, 64 * 1024)
             if not block:
                 break
             block = pending + block
             whole = len(block) - len(block) % _RECORD.size
             pending = block[whole:]
             yield from _RECORD.iter_unpack(block[:whole])
-        done = True
+        self.close(kill=False)
+
+    def close(self, kill: bool = True) -> None:
+        if self.status >= 0:
+            return
+        os.close(self._r)
+        if kill:
+            os.kill(self.pid, 9)
+        _, self.status = os.waitpid(self.pid, 0)
+        if not kill and self.status != 0:
+            raise FailedPrecondition(
+                f"the file changed while tusk was reading it (the chunker stopped with "
+                f"status {self.status}); nothing was recorded: put it again once it is stable")
+
+
+# Files from this size are chunked by two children, one per half: chunking and
+# hashing are the put's costliest steps and a single child would leave the
+# other core idle while this process waits for it.
+_SPLIT_MIN = 64 * 1024 * 1024
+
+
+def _records_from_children(fd: int, size: int) -> Iterator[tuple[int, bytes]]:
+    """:func:`_chunk_records` of the whole file, computed by forked children.
+
+    Content-defined cuts depend only on the bytes since the previous cut, so a
+    chunker started mid-file soon lands on a cut the one started at 0 also
+    makes; from there on both agree. The first child's records are used up to
+    the first cut they share, then the second's. If they never meet (a file
+    of zeros cuts every 8 MiB from wherever it starts) the first child simply
+    chunks the whole file. Either way the result equals one sequential pass.
+    """
+    if size < _SPLIT_MIN:
+        one = _Chunker(fd, size, 0)
+        try:
+            yield from one.records()
+        finally:
+            one.close()
+        return
+    mid = size // 2
+    first, second = _Chunker(fd, size, 0), _Chunker(fd, size, mid)
+    try:
+        later = second.records()
+        ahead: list[tuple[int, int, bytes]] = []  # second's records read so far: (end, n, h)
+        cut = mid  # the end of the last record in `ahead` (second's cuts start at mid)
+        off = 0
+        for n, h in first.records():
+            yield n, h
+            off += n
+            if off <= mid:
+                continue
+            while cut < off:  # read the second child up to this cut
+                rec = next(later, None)
+                if rec is None:
+                    break
+                cut += rec[0]
+                ahead.append((cut, rec[0], rec[1]))
+            if cut == off:  # the same cut: the second child's records take over
+                first.close()
+                for end, m, g in ahead:
+                    if end > off:
+                        yield m, g
+                yield from later
+                return
+            ahead = [r for r in ahead if r[0] > off]
     finally:
-        os.close(r)
-        if not done:
-            os.kill(pid, 9)
-        _, status = os.waitpid(pid, 0)
-    if done and status != 0:
-        raise FailedPrecondition(
-            f"{path} changed while tusk was reading it (the chunker stopped with status "
-            f"{status}); nothing was recorded: put it again once it is stable")
+        first.close()
+        second.close()
 
 
 def put_local_file(store: LocalObjectStore, path: str, find: FindChunks,
@@ -277,7 +339,7 @@ def put_local_file(store: LocalObjectStore, path: str, find: FindChunks,
     try:
         before = os.fstat(fd)
         size = before.st_size
-        records = _records_from_child(fd, size, path) \
+        records = _records_from_children(fd, size) \
             if use_fork and hasattr(os, "fork") and size else _chunk_records_inline(fd, size)
         packs = _PackWriter(store, result)
         try:
@@ -316,7 +378,7 @@ def _copy(src: int, dst: int, off: int, n: int) -> None:
 
 
 _PENDING: ChunkRef = (b"", 0, "", 0)
-_BATCH = 16  # chunks per dedup lookup (one round trip to the daemon each)
+_BATCH = 64  # chunks per dedup lookup (one round trip to the daemon each)
 
 
 def _store_chunks(fd: int, size: int, records: Iterator[tuple[int, bytes]], find: FindChunks,

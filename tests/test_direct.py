@@ -90,6 +90,28 @@ def test_chunks_match_the_daemons_streaming_writer(store: LocalObjectStore,
     assert [(h, n) for h, n, _, _ in inline.refs] == streamed
 
 
+@pytest.mark.parametrize("content", ["random", "zeros-then-random", "zeros"])
+def test_two_chunkers_give_the_sequential_chunks(tmp_path: Path, content: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large files are chunked by two children (one per half) that must resync
+    to exactly the sequential result, or fall back to the first child's pass."""
+    data = {"random": os.urandom(24 * MiB),
+            "zeros-then-random": bytes(20 * MiB) + os.urandom(12 * MiB),
+            "zeros": bytes(40 * MiB)}[content]
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    monkeypatch.setattr(direct, "_SPLIT_MIN", 1 * MiB)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        split = list(direct._records_from_children(fd, len(data)))
+        sequential = list(direct._chunk_records(fd, len(data)))
+        inline = list(direct._chunk_records_inline(fd, len(data)))
+    finally:
+        os.close(fd)
+    assert split == sequential == inline
+    assert sum(n for n, _ in split) == len(data)
+
+
 def test_known_chunks_are_not_written_again(store: LocalObjectStore, data_file: Path) -> None:
     first = direct.put_local_file(store, str(data_file), nothing_stored)
     where = {h: (pack, off) for h, _, pack, off in first.refs}
