@@ -284,3 +284,54 @@ def test_cli_put_and_get_of_a_large_file(tmp_path: Path, data_file: Path) -> Non
         assert stored < 1.2 * len(data)
     finally:
         d.stop()
+
+
+def test_kill9_of_the_cli_mid_direct_put_leaves_nothing_visible(tmp_path: Path) -> None:
+    """The CLI dies while it writes packs itself: no commit appears, the
+    orphaned packs are garbage for GC, and a new put works."""
+    from pfs import gc
+    from tests.daemons import wait_for
+
+    src = tmp_path / "huge.bin"
+    with open(src, "wb") as f:
+        for _ in range(40):
+            f.write(os.urandom(8 * MiB))  # 320 MiB: the put takes a while
+    d = DaemonProc(tmp_path).start()
+    try:
+        c = d.client()
+        c.create_repo("k")
+        c.put_files("k", "master", {"/keep.txt": b"kept\n"})
+        head = c.inspect_branch("k", "master").head.id
+        packs = d.data_dir / "objects" / "packs"
+        before = sum(1 for p in packs.rglob("*") if p.is_file())
+        env = dict(os.environ, TUSK_ADDRESS=d.address,
+                   PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        cli = subprocess.Popen([sys.executable, "-m", "tusk.entry", "put", "file",
+                                "k@master:/huge.bin", "-f", str(src)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: sum(1 for p in packs.rglob("*") if p.is_file()) >= before + 2, 60,
+                     "the CLI to write some packs", 0.01)
+        finally:
+            cli.kill()
+            cli.wait(30)
+        assert cli.returncode == -9, "the put finished before it could be killed"
+        assert c.inspect_branch("k", "master").head.id == head
+        assert [fi.file.path for fi in c.list_file("k", "master")] == ["/keep.txt"]
+        assert d.stop() == 0
+        core = open_pfs(str(d.data_dir))
+        try:
+            stats = gc.collect(core, grace_seconds=0)
+            assert stats.packs_deleted >= 2
+        finally:
+            core.meta.close()
+        d.start()
+        c = d.client()
+        assert c.get_file_bytes("k", "master", "/keep.txt") == b"kept\n"
+        with c.modify_file("k", "master") as mf:
+            mf.put_file_from_path("/huge.bin", src)
+        got = bytearray()
+        c.read_file_into("k", "master", "/huge.bin", got.extend)
+        assert bytes(got) == src.read_bytes()
+    finally:
+        d.close()
