@@ -1154,10 +1154,19 @@ class FileWriter:
                     f"put of {path}: pack {pack} the client wrote is "
                     f"{'missing' if have < 0 else f'{have} bytes, not {length}'} in "
                     f"{objects.describe()}; nothing was written: put the file again")
+        ends: dict[str, int] = {}  # pack -> end of the furthest chunk in it
         for r in chunks:
-            if r[2] not in new_packs and r[3] + r[1] > objects.size(pack_key(r[2])):
+            ends[r[2]] = max(ends.get(r[2], 0), r[3] + r[1])
+        for pack, end in ends.items():
+            have = new_packs.get(pack)
+            if have is None:
+                try:
+                    have = objects.size(pack_key(pack))
+                except ObjectNotFound:
+                    have = -1
+            if end > have:
                 raise FailedPrecondition(
-                    f"put of {path}: chunk {r[0].hex()[:16]} lies outside pack {r[2]}; "
+                    f"put of {path}: a chunk lies outside pack {pack} ({end} > {have} bytes); "
                     "nothing was written: put the file again")
         self.pfs.blobs.index.add_many((r[0], r[2], r[3]) for r in chunks if r[2] in new_packs)
         self.put_chunks(path, chunks, size, append=append)
