@@ -303,14 +303,19 @@ def test_kill9_of_the_cli_mid_direct_put_leaves_nothing_visible(tmp_path: Path) 
         c.put_files("k", "master", {"/keep.txt": b"kept\n"})
         head = c.inspect_branch("k", "master").head.id
         packs = d.data_dir / "objects" / "packs"
-        before = sum(1 for p in packs.rglob("*") if p.is_file())
+
+        def complete_packs() -> int:  # not the temp file of the pack being written
+            return sum(1 for p in packs.rglob("*") if p.is_file() and
+                       not p.name.startswith(".tmp-"))
+
+        before = complete_packs()
         env = dict(os.environ, TUSK_ADDRESS=d.address,
                    PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         cli = subprocess.Popen([sys.executable, "-m", "tusk.entry", "put", "file",
                                 "k@master:/huge.bin", "-f", str(src)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            wait_for(lambda: sum(1 for p in packs.rglob("*") if p.is_file()) >= before + 2, 60,
+            wait_for(lambda: complete_packs() >= before + 2, 60,
                      "the CLI to write some packs", 0.01)
         finally:
             cli.kill()
