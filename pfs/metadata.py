@@ -21,6 +21,13 @@ Contract:
   ``Compare(key, mod_revision=0)`` means "key does not exist".
 * ``range(prefix)`` yields ``KeyValue`` sorted by key, streamed in pages (the
   store never loads an unbounded number of keys at once).
+* ``read_many(keys, prefixes, range_limit)`` reads several keys and the first
+  ``range_limit`` keys under each of several prefixes *in one round trip and
+  at one revision* (a consistent snapshot: etcd answers it with one read-only
+  Txn). A call carries at most 128 keys + prefixes, like a txn; prefixes cut
+  short are listed in :attr:`ReadResult.more` (continue with ``range``, or
+  with :func:`range_rest`). :func:`get_many` splits any number of keys into
+  such calls.
 * ``watch(prefix, start_revision)`` yields :class:`Event` for every write to a
   key under ``prefix`` with revision >= ``start_revision`` (or, if None, after
   the watch starts), in revision order, until ``cancel()``; iteration blocks
@@ -39,11 +46,19 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from pfs.errors import FailedPrecondition, InvalidArgument, NotFound
+
+MAX_TXN_OPS = 128
+"""etcd's default ``--max-txn-ops``; every backend enforces it so code that
+passes on SQLite cannot fail later on etcd."""
+
+
+RANGE_PAGE = 500
+"""Keys fetched per page by ``range``: bounded memory for any number of keys."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +101,23 @@ class Event:
     mod_revision: int
 
 
+@dataclass(frozen=True)
+class ReadResult:
+    """What one :meth:`MetadataStore.read_many` saw, all at ``revision``.
+
+    Attributes:
+        revision: the store revision the reads were made at.
+        kvs: every key asked for, mapped to its ``KeyValue`` or None if absent.
+        ranges: every prefix asked for, mapped to its first keys, sorted.
+        more: the prefixes that hold more keys than ``ranges`` shows.
+    """
+
+    revision: int
+    kvs: Mapping[str, KeyValue | None]
+    ranges: Mapping[str, Sequence[KeyValue]]
+    more: frozenset[str] = frozenset()
+
+
 class Watch(Protocol):
     def __iter__(self) -> Iterator[Event]: ...
 
@@ -100,6 +132,16 @@ class MetadataStore(Protocol):
 
     def range(self, prefix: str, start_after: str | None = None,
               limit: int | None = None) -> Iterator[KeyValue]: ...
+
+    def read_many(self, keys: Sequence[str], prefixes: Sequence[str] = (),
+                  range_limit: int = RANGE_PAGE) -> ReadResult:
+        """Several gets and bounded ranges in one round trip, at one revision.
+
+        Raises:
+            InvalidArgument: more than :data:`MAX_TXN_OPS` keys + prefixes, or
+                ``range_limit`` < 1.
+        """
+        ...
 
     def put(self, key: str, value: bytes, lease: int = 0) -> int:
         """Unconditional write; returns the new revision."""
@@ -134,10 +176,6 @@ class MetadataStore(Protocol):
 #
 # Everything below the Protocol is implementation: helpers that keep the three
 # backends' edge cases identical, the in-memory backend and the URL factory.
-
-MAX_TXN_OPS = 128
-"""etcd's default ``--max-txn-ops``; every backend enforces it so code that
-passes on SQLite cannot fail later on etcd."""
 
 
 class RevisionCompacted(FailedPrecondition):
@@ -180,6 +218,47 @@ def validate_txn(compares: Sequence[Compare], ops: Sequence[Op]) -> None:
             raise InvalidArgument(f"compare on {c.key!r}: mod_revision must be >= 0")
 
 
+def validate_read(keys: Sequence[str], prefixes: Sequence[str], range_limit: int) -> None:
+    """Reject a ``read_many`` that etcd would reject (or that is unbounded).
+
+    Raises:
+        InvalidArgument: more than :data:`MAX_TXN_OPS` keys + prefixes (etcd
+            counts a Txn's reads against the same limit), or ``range_limit`` < 1.
+    """
+    if len(keys) + len(prefixes) > MAX_TXN_OPS:
+        raise InvalidArgument(
+            f"a metadata read carries at most {MAX_TXN_OPS} keys and prefixes, got "
+            f"{len(keys) + len(prefixes)}; split it (get_many does) into smaller reads")
+    if range_limit < 1:
+        raise InvalidArgument(f"range_limit must be >= 1, got {range_limit}")
+
+
+def get_many(store: MetadataStore, keys: Iterable[str]) -> dict[str, KeyValue | None]:
+    """Any number of keys, :data:`MAX_TXN_OPS` per round trip.
+
+    Each batch is a snapshot; different batches may see different revisions.
+    """
+    out: dict[str, KeyValue | None] = {}
+    batch: list[str] = []
+    for key in keys:
+        batch.append(key)
+        if len(batch) == MAX_TXN_OPS:
+            out.update(store.read_many(batch).kvs)
+            batch = []
+    if batch:
+        out.update(store.read_many(batch).kvs)
+    return out
+
+
+def range_rest(store: MetadataStore, result: ReadResult, prefix: str) -> Iterator[KeyValue]:
+    """Every key under ``prefix``: those ``result`` holds, then (if it was cut
+    short) the rest from ``store.range``, which is read at a later revision."""
+    first = result.ranges[prefix]
+    yield from first
+    if prefix in result.more and first:
+        yield from store.range(prefix, start_after=first[-1].key)
+
+
 def prefix_end(prefix: str) -> str | None:
     """The smallest string greater than every string starting with ``prefix``.
 
@@ -190,10 +269,6 @@ def prefix_end(prefix: str) -> str | None:
     if not p:
         return None
     return p[:-1] + chr(ord(p[-1]) + 1)
-
-
-RANGE_PAGE = 500
-"""Keys fetched per page by ``range``: bounded memory for any number of keys."""
 
 
 # --- the in-memory backend ---------------------------------------------------
@@ -334,6 +409,25 @@ class MemoryMetadataStore:
             self._check_open()
             self._expire_locked()
             return self._kv.get(key)
+
+    def read_many(self, keys: Sequence[str], prefixes: Sequence[str] = (),
+                  range_limit: int = RANGE_PAGE) -> ReadResult:
+        validate_read(keys, prefixes, range_limit)
+        with self._cond:  # one lock hold: one revision
+            self._check_open()
+            self._expire_locked()
+            ranges: dict[str, list[KeyValue]] = {}
+            more: set[str] = set()
+            for prefix in prefixes:
+                end = prefix_end(prefix)
+                i = bisect.bisect_left(self._keys, prefix)
+                # One key past the limit tells whether the range was cut short.
+                found = [k for k in self._keys[i:i + range_limit + 1] if end is None or k < end]
+                if len(found) > range_limit:
+                    more.add(prefix)
+                ranges[prefix] = [self._kv[k] for k in found[:range_limit]]
+            return ReadResult(self._rev, {k: self._kv.get(k) for k in keys}, ranges,
+                              frozenset(more))
 
     def range(self, prefix: str, start_after: str | None = None,
               limit: int | None = None) -> Iterator[KeyValue]:

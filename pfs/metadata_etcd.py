@@ -53,8 +53,10 @@ from pfs.metadata import (
     KeyValue,
     Op,
     Put,
+    ReadResult,
     RevisionCompacted,
     Watch,
+    validate_read,
     validate_txn,
 )
 
@@ -232,6 +234,32 @@ class EtcdMetadataStore:
     def get(self, key: str) -> KeyValue | None:
         resp = self._call(self._kv.Range, etcdrpc.RangeRequest(key=self._key(key)))
         return self._to_kv(resp.kvs[0], key) if resp.kvs else None
+
+    def read_many(self, keys: Sequence[str], prefixes: Sequence[str] = (),
+                  range_limit: int = RANGE_PAGE) -> ReadResult:
+        validate_read(keys, prefixes, range_limit)
+        unique = list(dict.fromkeys(keys))
+        reads = [etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=self._key(k)))
+                 for k in unique]
+        for prefix in prefixes:
+            start = self._key(prefix)
+            reads.append(etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(
+                key=start, range_end=_bytes_prefix_end(start), limit=range_limit,
+                sort_order=etcdrpc.RangeRequest.ASCEND, sort_target=etcdrpc.RangeRequest.KEY)))
+        # A Txn without compares runs ``success``: all reads in one round
+        # trip, at one revision (etcd serialises a txn like one write).
+        resp = self._call(self._kv.Txn, etcdrpc.TxnRequest(success=reads))
+        answers = [r.response_range for r in resp.responses]
+        found = {k: self._to_kv(a.kvs[0], k) if a.kvs else None
+                 for k, a in zip(unique, answers[:len(unique)])}
+        ranges: dict[str, list[KeyValue]] = {}
+        more: set[str] = set()
+        for prefix, a in zip(prefixes, answers[len(unique):]):
+            ranges[prefix] = [self._to_kv(kv, self._unkey(kv.key)) for kv in a.kvs]
+            if a.more:
+                more.add(prefix)
+        return ReadResult(int(resp.header.revision), {k: found[k] for k in keys}, ranges,
+                          frozenset(more))
 
     def range(self, prefix: str, start_after: str | None = None,
               limit: int | None = None) -> Iterator[KeyValue]:

@@ -46,9 +46,11 @@ from pfs.metadata import (
     KeyValue,
     Op,
     Put,
+    ReadResult,
     RevisionCompacted,
     Watch,
     prefix_end,
+    validate_read,
     validate_txn,
 )
 
@@ -354,6 +356,51 @@ class SQLiteMetadataStore:
             return None
         k, v, m, c, le = rows[0]
         return KeyValue(k, bytes(v), m, c, le)
+
+    def read_many(self, keys: Sequence[str], prefixes: Sequence[str] = (),
+                  range_limit: int = RANGE_PAGE) -> ReadResult:
+        validate_read(keys, prefixes, range_limit)
+        self._expire_due()
+        cols = "key, value, mod_revision, create_revision, lease"
+        with self._lock:
+            self._check_open()
+            try:
+                # A deferred read transaction: every SELECT below sees the
+                # same WAL snapshot, even while other processes write.
+                self._conn.execute("BEGIN")
+                try:
+                    rev = self._current_revision_locked()
+                    found: dict[str, KeyValue] = {}
+                    unique = list(dict.fromkeys(keys))
+                    for i in range(0, len(unique), 100):  # under SQLite's variable limit
+                        part = unique[i:i + 100]
+                        for k, v, m, c, le in self._conn.execute(
+                                f"SELECT {cols} FROM kv WHERE key IN ({','.join('?' * len(part))})",
+                                part):
+                            found[k] = KeyValue(k, bytes(v), m, c, le)
+                    ranges: dict[str, list[KeyValue]] = {}
+                    more: set[str] = set()
+                    for prefix in prefixes:
+                        end = prefix_end(prefix)
+                        sql = f"SELECT {cols} FROM kv WHERE key >= ?"
+                        params: list[Any] = [prefix]
+                        if end is not None:
+                            sql += " AND key < ?"
+                            params.append(end)
+                        # One row past the limit tells whether the range was cut short.
+                        rows = self._conn.execute(
+                            sql + f" ORDER BY key LIMIT {range_limit + 1}", params).fetchall()
+                        if len(rows) > range_limit:
+                            more.add(prefix)
+                        ranges[prefix] = [KeyValue(k, bytes(v), m, c, le)
+                                          for k, v, m, c, le in rows[:range_limit]]
+                finally:
+                    self._conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise self._unavailable(exc) from exc
+        return ReadResult(rev, {k: found.get(k) for k in keys}, ranges, frozenset(more))
 
     def range(self, prefix: str, start_after: str | None = None,
               limit: int | None = None) -> Iterator[KeyValue]:

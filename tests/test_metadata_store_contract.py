@@ -29,6 +29,7 @@ import pytest
 
 from pfs.errors import InvalidArgument, NotFound, Unavailable
 from pfs.metadata import (
+    MAX_TXN_OPS,
     Compare,
     Delete,
     Event,
@@ -37,7 +38,9 @@ from pfs.metadata import (
     Put,
     RevisionCompacted,
     Watch,
+    get_many,
     open_metadata_store,
+    range_rest,
 )
 from pfs.metadata_etcd import EtcdMetadataStore
 from pfs.metadata_sqlite import SQLiteMetadataStore
@@ -206,6 +209,105 @@ def test_range_streams_many_keys(store: MetadataStore) -> None:
     first = [kv.key for kv in store.range("many/", limit=1234)]
     rest = [kv.key for kv in store.range("many/", start_after=first[-1])]
     assert len(first) == 1234 and len(first) + len(rest) == n and first[-1] < rest[0]
+
+
+# --- batched reads -----------------------------------------------------------
+
+
+def test_read_many_gets_and_bounded_ranges(store: MetadataStore) -> None:
+    for k in ["a/3", "a/1", "a/2", "ab", "a", "b/1", "b/2", "c/only"]:
+        store.put(k, k.encode())
+    store.delete("b/2")
+    r = store.read_many(["a", "zz", "b/1", "b/2"], ["a/", "b/", "c/", "d/"], range_limit=2)
+    assert r.revision == store.revision()
+    # Every key asked for is answered; absent (and deleted) keys are None.
+    assert set(r.kvs) == {"a", "zz", "b/1", "b/2"}
+    assert r.kvs["zz"] is None and r.kvs["b/2"] is None
+    for k in ("a", "b/1"):
+        assert r.kvs[k] == store.get(k)
+    # Ranges are sorted, stay inside their prefix ("ab" is not under "a/"),
+    # stop at range_limit and say so in ``more``.
+    assert [kv.key for kv in r.ranges["a/"]] == ["a/1", "a/2"]
+    assert [kv.key for kv in r.ranges["b/"]] == ["b/1"]
+    assert [kv.key for kv in r.ranges["c/"]] == ["c/only"]
+    assert list(r.ranges["d/"]) == []
+    assert r.more == {"a/"}
+    assert r.ranges["a/"][0] == store.get("a/1")
+    # Exactly range_limit keys is not "more".
+    assert store.read_many([], ["a/"], range_limit=3).more == frozenset()
+    # range_rest continues a cut-short range with range().
+    assert [kv.key for kv in range_rest(store, r, "a/")] == ["a/1", "a/2", "a/3"]
+    assert [kv.key for kv in range_rest(store, r, "b/")] == ["b/1"]
+    # Nothing asked: just the revision.
+    empty = store.read_many([])
+    assert empty.revision == store.revision() and not empty.kvs and not empty.ranges
+
+
+def test_read_many_limits(store: MetadataStore) -> None:
+    with pytest.raises(InvalidArgument):
+        store.read_many([f"k{i}" for i in range(MAX_TXN_OPS)], ["p/"])
+    with pytest.raises(InvalidArgument):
+        store.read_many([], ["p/"], range_limit=0)
+    assert len(store.read_many([f"k{i}" for i in range(MAX_TXN_OPS)]).kvs) == MAX_TXN_OPS
+    # get_many splits any number of keys into allowed reads.
+    put_keys(store, {f"g/{i:03d}": b"%d" % i for i in range(0, 300, 2)})
+    got = get_many(store, [f"g/{i:03d}" for i in range(300)])
+    assert len(got) == 300
+    for i in range(300):
+        kv = got[f"g/{i:03d}"]
+        assert (kv.value if kv else None) == (b"%d" % i if i % 2 == 0 else None)
+
+
+def _check_snapshots(writer_store: MetadataStore, reader_store: MetadataStore,
+                     seconds: float = 1.0) -> int:
+    """A writer adds ``r/<n>`` and sets ``count`` = n in one txn while a reader
+    reads both with read_many: every read must see them agree. Returns reads."""
+    writer_store.put("count", b"0")
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                writer_store.txn([], [Put(f"r/{n:06d}", b""), Put("count", str(n).encode())])
+        except Exception as exc:  # noqa: BLE001 - asserted on in the test thread
+            errors.append(exc)
+
+    t = threading.Thread(target=write)
+    t.start()
+    reads, deadline = 0, time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline or reads < 20:
+            # Ranges first in the request, the key last: a reader that is not
+            # a snapshot sees more r/ keys than count says, or fewer.
+            r = reader_store.read_many(["count"], ["r/"], range_limit=100_000)
+            count = r.kvs["count"]
+            assert count is not None
+            assert len(r.ranges["r/"]) == int(count.value), (len(r.ranges["r/"]), count)
+            assert count.mod_revision <= r.revision
+            reads += 1
+    finally:
+        stop.set()
+        t.join()
+    assert not errors, errors
+    return reads
+
+
+def test_read_many_is_one_snapshot(store: MetadataStore) -> None:
+    _check_snapshots(store, store)
+
+
+def test_sqlite_read_many_is_one_snapshot_across_connections(tmp_path: Path) -> None:
+    """Another connection (as another process) writing: still one snapshot."""
+    reader = SQLiteMetadataStore(tmp_path / "meta.db", synchronous="OFF")
+    writer = SQLiteMetadataStore(tmp_path / "meta.db", synchronous="OFF")
+    try:
+        _check_snapshots(writer, reader)
+    finally:
+        writer.close()
+        reader.close()
 
 
 # --- transactions ------------------------------------------------------------
