@@ -54,7 +54,17 @@ from pfs.errors import (
     RepoNotFound,
     TuskError,
 )
-from pfs.metadata import Compare, Delete, MetadataStore, Op, Put
+from pfs.metadata import (
+    Compare,
+    Delete,
+    KeyValue,
+    MetadataStore,
+    Op,
+    Put,
+    ReadResult,
+    get_many,
+    range_rest,
+)
 from pfs.model import (
     STATE_ORDER,
     BranchInfo,
@@ -168,6 +178,9 @@ class PFS:
         self.on_commits_created: list[Callable[[list[CommitRec]], None]] = []
         self.on_commit_finished: list[Callable[[CommitRec], None]] = []
         self.protected_repos: Callable[[str], str | None] = lambda repo: None
+        # (repo, branch) -> the head last seen: a guess of which commit to
+        # read alongside the branch (see ``_resolve``), never trusted as data.
+        self._head_hints: dict[tuple[str, str], str] = {}
         if recover:  # only the master finishes what a killed process left
             self._recover()
 
@@ -202,24 +215,69 @@ class PFS:
 
     def resolve(self, repo: str, ref: str) -> CommitRec:
         """The commit ``ref`` names in ``repo`` (see ``pfs.paths.parse_ref``)."""
-        self._get_repo(repo)
+        return self._resolve(repo, ref)[0]
+
+    def _resolve(self, repo: str, ref: str,
+                 for_info: bool = False) -> tuple[CommitRec, ReadResult]:
+        """:meth:`resolve`, plus the read the commit record came from.
+
+        Performance: on etcd every read is a network round trip, so the repo,
+        the branch and the commit are read in one ``read_many`` (one snapshot).
+        The branch's head is not known before the branch is read, so the
+        commit read alongside it is a guess: the head this process saw last
+        (or the name itself, if it looks like a commit ID). A wrong guess only
+        costs a second read; the answer always comes from the branch record in
+        the same snapshot. With ``for_info`` the ranges :meth:`_commit_info`
+        needs are read in the same round trip too.
+        """
         p = parse_ref(ref)
+        exact = not p.back and not p.forward  # the commit read is the answer
+
+        def info_prefixes(cid: str) -> tuple[str, ...]:
+            return self._info_prefixes(repo, cid) if for_info and exact and cid else ()
+
+        want = [keys.repo(repo)]
+        if p.commit_id:
+            guess = p.commit_id
+        else:
+            want.append(keys.branch(repo, p.base))
+            guess = self._head_hints.get((repo, p.base), "")
+            if not guess and COMMIT_ID_RE.match(p.base):
+                guess = p.base
+        if guess:
+            want.append(keys.commit(repo, guess))
+        snap = self.meta.read_many(want, info_prefixes(guess))
+        if snap.kvs[keys.repo(repo)] is None:
+            raise RepoNotFound(repo)
+
+        def commit(cid: str) -> CommitRec | None:
+            nonlocal snap
+            key = keys.commit(repo, cid)
+            if key not in snap.kvs:
+                snap = self.meta.read_many([key], info_prefixes(cid))
+            kv = snap.kvs[key]
+            return _load(CommitRec, kv.value) if kv is not None else None
+
         rec: CommitRec | None = None
         if p.commit_id:
-            rec = self._get_commit(repo, p.commit_id)
+            rec = commit(p.commit_id)
             if rec is None:
                 raise CommitNotFound(repo, p.commit_id)
         else:
-            br = self._get_branch(repo, p.base)
+            bkv = snap.kvs[keys.branch(repo, p.base)]
+            br: BranchRec | None = _load(BranchRec, bkv.value) if bkv is not None else None
             if br is not None and br.head:
-                rec = self._get_commit(repo, br.head)
+                self._remember_head(repo, p.base, br.head)
+                rec = commit(br.head)
             elif COMMIT_ID_RE.match(p.base):
-                rec = self._get_commit(repo, p.base)
+                self._head_hints.pop((repo, p.base), None)
+                rec = commit(p.base)
                 if rec is None:
                     rec = self._resolve_in_set(repo, p.base)
                 if rec is None:
                     raise CommitNotFound(repo, p.base)
             else:
+                self._head_hints.pop((repo, p.base), None)
                 raise BranchNotFound(repo, p.base)
         assert rec is not None
         if p.back:
@@ -237,7 +295,21 @@ class PFS:
                 raise NotFound(f"commit {repo}@{ref} not found: the branch has only "
                                f"{len(chain)} commits")
             rec = chain[-p.forward]
-        return rec
+        return rec, snap
+
+    _HEAD_HINTS_MAX = 4096
+    """Branches whose heads ``_resolve`` remembers; beyond that it forgets all
+    (a forgotten hint costs one more read, never a wrong answer)."""
+
+    def _remember_head(self, repo: str, branch: str, head: str) -> None:
+        if len(self._head_hints) >= self._HEAD_HINTS_MAX:
+            self._head_hints.clear()
+        self._head_hints[(repo, branch)] = head
+
+    @staticmethod
+    def _info_prefixes(repo: str, cid: str) -> tuple[str, str]:
+        """The ranges :meth:`_commit_info` reads: commit set members, children."""
+        return keys.commitset_prefix(cid), keys.children_prefix(repo, cid)
 
     def _ancestry(self, rec: CommitRec) -> list[CommitRec]:
         """``rec`` and its ancestors, newest first."""
@@ -740,39 +812,60 @@ class PFS:
             self._provisional[key] = t
         return t
 
-    def _state(self, c: CommitRec) -> CommitState:
+    def _state(self, c: CommitRec,
+               known: Mapping[str, KeyValue | None] | None = None) -> CommitState:
+        """``c``'s state; ``known`` may already hold its provenance commits."""
         if c.finished is not None:
             return CommitState.FINISHED
         if c.finishing is not None:
             return CommitState.FINISHING
-        for pr, _, pid in c.provenance:
-            p = self._get_commit(pr, pid)
-            if p is not None and p.finished is None:
+        wanted = [keys.commit(pr, pid) for pr, _, pid in c.provenance]
+        if known is None or any(k not in known for k in wanted):
+            known = get_many(self.meta, wanted)
+        for k in wanted:
+            kv = known[k]
+            if kv is not None and _load(CommitRec, kv.value).finished is None:
                 return CommitState.STARTED
         return CommitState.READY
 
-    def _commit_info(self, c: CommitRec) -> CommitInfo:
+    def _commit_info(self, c: CommitRec, read: ReadResult | None = None) -> CommitInfo:
+        """``c`` as :class:`CommitInfo`. ``read`` may already hold the ranges
+        of :meth:`_info_prefixes` (from :meth:`_resolve`); else they are read
+        here, both in one round trip. Other commits are read only when there
+        are any to read: subvenance candidates and, for an open commit, its
+        provenance (one more round trip for both)."""
+        set_prefix, child_prefix = self._info_prefixes(c.repo, c.id)
+        if read is None or set_prefix not in read.ranges or child_prefix not in read.ranges:
+            read = self.meta.read_many([], (set_prefix, child_prefix))
+        others = [other for other in (kv.key.rsplit("/", 1)[1]
+                                      for kv in range_rest(self.meta, read, set_prefix))
+                  if other != c.repo]
+        children = [kv.key[len(child_prefix):] for kv in range_rest(self.meta, read, child_prefix)]
+        needs_prov = c.finished is None and c.finishing is None
+        known = get_many(self.meta, [keys.commit(other, c.id) for other in others]
+                         + ([keys.commit(pr, pid) for pr, _, pid in c.provenance]
+                            if needs_prov else []))
         subv = []
-        for kv in self.meta.range(keys.commitset_prefix(c.id)):
-            other = kv.key.rsplit("/", 1)[1]
-            if other == c.repo:
+        for other in others:
+            kv = known[keys.commit(other, c.id)]
+            if kv is None:
                 continue
-            oc = self._get_commit(other, c.id)
-            if oc is not None and any(p[0] == c.repo and p[2] == c.id for p in oc.provenance):
+            oc: CommitRec = _load(CommitRec, kv.value)
+            if any(p[0] == c.repo and p[2] == c.id for p in oc.provenance):
                 subv.append(CommitRef(oc.repo, oc.id, oc.branch))
         return CommitInfo(
             repo=c.repo, id=c.id, branch=c.branch, origin=OriginKind(c.origin),
-            state=self._state(c), description=c.description, parent=c.parent,
-            children=tuple(self._children(c.repo, c.id)), started=c.started,
+            state=self._state(c, known), description=c.description, parent=c.parent,
+            children=tuple(children), started=c.started,
             finishing=c.finishing, finished=c.finished, error=c.error, size_bytes=c.size,
             direct_provenance=tuple(CommitRef(r, i, b) for r, b, i in c.provenance),
             direct_subvenance=tuple(subv), metadata=dict(c.metadata))
 
     def inspect_commit(self, repo: str, ref: str, wait: CommitState | None = None,
                        timeout: float | None = None) -> CommitInfo:
-        c = self.resolve(repo, ref)
+        c, read = self._resolve(repo, ref, for_info=True)
         if wait is None:
-            return self._commit_info(c)
+            return self._commit_info(c, read)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
             while True:

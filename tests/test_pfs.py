@@ -157,6 +157,94 @@ def test_ancestry_syntax(pfs: PFS) -> None:
         pfs.inspect_commit("r", "master^~")
 
 
+def test_inspect_errors_name_what_is_missing(pfs: PFS) -> None:
+    pfs.create_repo("r")
+    cid = put_files(pfs, "r", "master", {"/a": b"1"})
+    missing = "0" * 32
+    with pytest.raises(errors.RepoNotFound, match="repo nope not found"):
+        pfs.inspect_commit("nope", "master")
+    with pytest.raises(errors.RepoNotFound, match="repo nope not found"):
+        pfs.inspect_commit("nope", cid)
+    with pytest.raises(errors.BranchNotFound, match="branch dev not found in repo r"):
+        pfs.inspect_commit("r", "dev")
+    with pytest.raises(errors.CommitNotFound, match=f"commit r@{missing} not found"):
+        pfs.inspect_commit("r", missing)
+    with pytest.raises(errors.CommitNotFound, match=f"commit r@{missing} not found"):
+        pfs.inspect_commit("r", f"master={missing}")
+    # The repo is checked first, even while its records are still around.
+    pfs.delete_repo("r")
+    with pytest.raises(errors.RepoNotFound):
+        pfs.inspect_commit("r", cid)
+
+
+def test_inspect_sees_changes_made_by_another_process(pfs: PFS) -> None:
+    """Two PFS cores on one store: what one remembers of a branch never hides
+    what the other changed (heads, children, dropped commits, branches)."""
+    other = PFS(pfs.meta, pfs.blobs, recover=False)
+    pfs.create_repo("r")
+    first = put_files(pfs, "r", "master", {"/a": b"1"})
+    info = pfs.inspect_commit("r", "master")
+    assert (info.id, info.children) == (first, ())
+    second = put_files(other, "r", "master", {"/a": b"2"})
+    info = pfs.inspect_commit("r", "master")
+    assert (info.id, info.parent, info.children) == (second, first, ())
+    assert pfs.inspect_commit("r", "master").id == second  # and again, on the new guess
+    assert pfs.inspect_commit("r", first).children == (second,)
+    assert pfs.inspect_commit("r", "master^").children == (second,)
+    other.delete_commit("r", second)
+    info = pfs.inspect_commit("r", "master")
+    assert (info.id, info.children) == (first, ())
+    with pytest.raises(errors.CommitNotFound):
+        pfs.inspect_commit("r", second)
+    other.delete_branch("r", "master")
+    with pytest.raises(errors.BranchNotFound):
+        pfs.inspect_commit("r", "master")
+    third = put_files(other, "r", "master", {"/a": b"3"})
+    assert pfs.inspect_commit("r", "master").id == third
+    assert pfs.inspect_commit("r", first).id == first
+
+
+def test_inspect_commit_reads_once_when_the_head_is_known() -> None:
+    """``inspect commit`` of a branch costs one metadata read (one etcd round
+    trip) once this core has seen its head, two before or when it moved; by
+    ID, one."""
+    from pfs.blobs import BlobStore
+    from pfs.metadata import MemoryMetadataStore
+    from pfs.objects import MemoryObjectStore
+
+    class CountingStore(MemoryMetadataStore):
+        reads = 0
+
+        def get(self, key):  # type: ignore[no-untyped-def]
+            self.reads += 1
+            return super().get(key)
+
+        def range(self, prefix, start_after=None, limit=None):  # type: ignore[no-untyped-def]
+            self.reads += 1
+            return super().range(prefix, start_after, limit)
+
+        def read_many(self, keys, prefixes=(), range_limit=500):  # type: ignore[no-untyped-def]
+            self.reads += 1
+            return super().read_many(keys, prefixes, range_limit)
+
+    meta = CountingStore()
+    svc = PFS(meta, BlobStore(MemoryObjectStore()))
+
+    def reads(ref: str) -> int:
+        before = meta.reads
+        svc.inspect_commit("r", ref)
+        return meta.reads - before
+
+    svc.create_repo("r")
+    first = put_files(svc, "r", "master", {"/a": b"1"})
+    assert reads("master") == 2  # not seen yet: branch, then commit
+    assert reads("master") == 1
+    put_files(PFS(meta, svc.blobs, recover=False), "r", "master", {"/a": b"2"})
+    assert reads("master") == 2  # the head moved elsewhere: one more read
+    assert reads("master") == 1
+    assert reads(first) == 1
+
+
 def test_drop_commit(pfs: PFS) -> None:
     pfs.create_repo("r")
     first = put_files(pfs, "r", "master", {"/a": b"1"})
