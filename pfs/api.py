@@ -1251,8 +1251,9 @@ class FileWriter:
         for r in chunks:
             ends[r[2]] = max(ends.get(r[2], 0), r[3] + r[1])
         for pack, end in ends.items():
-            have = new_packs.get(pack)
-            if have is None:
+            if pack in new_packs:
+                have = new_packs[pack]
+            else:
                 try:
                     have = objects.size(pack_key(pack))
                 except ObjectNotFound:
