@@ -49,7 +49,6 @@ import blake3
 
 from pfs.blobs import (
     CDC_MAX,
-    PACK_TARGET,
     ChunkRef,
     cdc_lengths,
     iter_cdc_lengths,
@@ -60,6 +59,13 @@ from pfs.errors import Corruption, FailedPrecondition, ObjectNotFound, TuskError
 from pfs.objects import LocalObjectStore
 
 STORE_ID_KEY = "store-id"
+# A direct put fills packs of ~64 MiB, not the streaming writer's 8 MiB (sized
+# for packing small files and for S3 requests): creating and renaming 128
+# files per GiB made the put about twice as slow as one copy of the data.
+# Reads address chunks by offset, so pack size costs them nothing; GC frees a
+# pack once none of its chunks is referenced, and a large file's chunks
+# mostly live and die together.
+DIRECT_PACK_TARGET = 64 * 1024 * 1024
 # Bytes read per window on a put: larger than CDC_MAX (a chunk always fits)
 # and small enough that a window's chunks are still in the CPU cache when
 # they are written after the dedup lookup.
@@ -139,7 +145,7 @@ class _PackWriter:
         ref = (h, n, self._id, self._len)
         self._entries.append((h, self._len, n))
         self._len += n
-        if self._len >= PACK_TARGET:
+        if self._len >= DIRECT_PACK_TARGET:
             self.close()
         return ref
 
@@ -151,7 +157,7 @@ class _PackWriter:
         while i < len(run):
             out = self._begin().fileno()
             # Take chunks until this pack is full; copy their span in one call.
-            j, span, room = i, 0, PACK_TARGET - self._len
+            j, span, room = i, 0, DIRECT_PACK_TARGET - self._len
             while j < len(run) and (span < room or j == i):
                 span += run[j][2]
                 j += 1
