@@ -20,6 +20,7 @@ downstream of it (branch provenance), recording the exact upstream commits.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import threading
@@ -107,6 +108,19 @@ def new_id() -> str:
 
 
 # --- records -----------------------------------------------------------------
+
+# How long a presigned URL of the direct path stays valid: a client asks for
+# upload URLs a few packs ahead of need, so minutes are plenty.
+PRESIGN_TTL = datetime.timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class StorageInfo:
+    """See :meth:`PFS.storage_info` (and ``StorageInfo`` in pfs.proto)."""
+
+    local_root: str = ""
+    store_id: str = ""
+    probe_url: str = ""
 
 
 @dataclass
@@ -1060,15 +1074,42 @@ class PFS:
             raise InvalidArgument(f"{e.path} is a directory. Try again with the -r flag")
         return e.size, iter(tree.chunks(e))
 
-    def storage_info(self) -> tuple[str, str]:
-        """(root, store ID) of a local object store, for the direct path; ("", "")
-        when the store is remote (S3) or in memory."""
+    def storage_info(self) -> StorageInfo:
+        """Where a client may move file bytes itself (:mod:`pfs.direct`): the
+        root of a local store, or a presigned GET of an S3 store's ID object;
+        neither for an in-memory store."""
         from pfs.direct import store_id
         from pfs.objects import LocalObjectStore
 
-        if not isinstance(self.objects, LocalObjectStore):
-            return "", ""
-        return self.objects.root, store_id(self.objects)
+        if isinstance(self.objects, LocalObjectStore):
+            return StorageInfo(self.objects.root, store_id(self.objects))
+        presign = getattr(self.objects, "presign", None)
+        if presign is None:
+            return StorageInfo()
+        from pfs.direct import STORE_ID_KEY
+
+        sid = store_id(self.objects)
+        return StorageInfo(store_id=sid, probe_url=presign("GET", STORE_ID_KEY, PRESIGN_TTL))
+
+    def presign_packs(self, count: int) -> list[tuple[str, str]]:
+        """``count`` fresh pack IDs, each with a presigned PUT URL of its key:
+        a client uploads the packs of a direct put itself (S3 stores only).
+
+        The IDs are new random ones, so a URL can only create a pack, never
+        overwrite one; it expires after :data:`PRESIGN_TTL`.
+        """
+        presign = getattr(self.objects, "presign", None)
+        if presign is None:
+            raise FailedPrecondition(
+                f"the object store {self.objects.describe()} cannot presign uploads; "
+                "put the file through the daemon (TUSK_DIRECT=0)")
+        if not 0 < count <= 1000:
+            raise InvalidArgument(f"presign of {count} packs: ask for 1 to 1000")
+        out = []
+        for _ in range(count):
+            pack = uuid.uuid4().hex
+            out.append((pack, presign("PUT", pack_key(pack), PRESIGN_TTL)))
+        return out
 
     def find_chunks(self, hashes: Sequence[bytes]) -> list[tuple[str, int] | None]:
         """(pack, offset) of a stored copy of each digest, or None: the dedup

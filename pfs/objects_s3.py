@@ -19,6 +19,7 @@ of the SDK's defaults (5-minute timeouts, 5 retries):
 
 from __future__ import annotations
 
+import datetime
 import io
 import os
 from collections.abc import Iterator
@@ -265,6 +266,18 @@ class S3ObjectStore:
                 yield from self._list_level(name, strip)
             else:
                 yield name[strip:]
+
+    def presign(self, method: str, key: str, expires: datetime.timedelta) -> str:
+        """A URL that lets its holder ``GET`` or ``PUT`` object ``key`` until it
+        expires, with no credentials of its own (SigV4 query-string signing:
+        computed here, no request to the server)."""
+        name = self._name(key)
+        with self._errors(key):
+            if method == "PUT":
+                return self._client.presigned_put_object(self._bucket, name, expires=expires)
+            if method == "GET":
+                return self._client.presigned_get_object(self._bucket, name, expires=expires)
+        raise InvalidArgument(f"presign: method {method!r} is neither GET nor PUT")
 
     def describe(self) -> str:
         """``s3://BUCKET/PREFIX?endpoint=SCHEME://HOST:PORT``."""

@@ -8,8 +8,12 @@ and says why; with ``CI=true`` it fails instead.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
+
+# Before anything imports grpc (test modules do, ahead of tusk): see tusk/__init__.py.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
 
 import pytest
 
@@ -37,3 +41,7 @@ def pfs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                        f"s3://{bucket}/objects?endpoint=http://{s3}")
     yield svc
     svc.meta.close()
+    if request.param == "real":
+        from tests.fixtures.s3 import drop_bucket  # a plugin: pytest imports it first
+
+        drop_bucket(bucket)

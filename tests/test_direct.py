@@ -9,20 +9,23 @@ through a daemon: the Python client against an in-process server, and the
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 
 from pfs import direct, errors
-from pfs.api import PFS, open_pfs
+from pfs.api import PFS, StorageInfo, open_pfs
 from pfs.blobs import BlobStore, ChunkRef, pack_key
 from pfs.objects import LocalObjectStore, MemoryObjectStore
 from tests.daemons import DaemonProc
+from tests.fixtures.common import free_ports
 from tusk.api import pfs_pb2
 from tusk.client import Client, _commit, translate
 from tusk.server import serve
@@ -167,6 +170,19 @@ def test_a_file_that_changes_during_the_put_fails(store: LocalObjectStore,
     assert leftovers == []
 
 
+def test_a_chunker_that_dies_is_replaced_by_an_inline_pass(
+        store: LocalObjectStore, data_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forked chunker killed by a signal (not SIGBUS: the file did not
+    shrink) costs a restart without one, not the put."""
+    def die(fd: int, size: int, start: int = 0) -> Iterator[tuple[int, bytes]]:
+        os.kill(os.getpid(), signal.SIGKILL)  # runs in the forked child only
+        yield 0, b""
+
+    monkeypatch.setattr(direct, "_chunk_records", die)
+    result = direct.put_local_file(store, str(data_file), nothing_stored)
+    assert read_all(store, result.refs) == data_file.read_bytes()
+
+
 def test_open_if_same_needs_the_daemons_store_id(store: LocalObjectStore) -> None:
     sid = direct.store_id(store)
     assert direct.store_id(store) == sid  # stable once created
@@ -234,9 +250,11 @@ def test_a_direct_put_naming_a_missing_pack_is_refused(served: tuple[PFS, Client
     assert len(list(c.list_commit("forged"))) == head  # nothing was committed
 
 
-def test_a_remote_store_offers_no_direct_path(tmp_path: Path) -> None:
+def test_an_in_memory_store_offers_no_direct_path(tmp_path: Path) -> None:
     pfs = open_pfs(str(tmp_path / "data"), metadata_url="memory://", storage_url="memory://")
-    assert pfs.storage_info() == ("", "")
+    assert pfs.storage_info() == StorageInfo()
+    with pytest.raises(errors.FailedPrecondition, match="cannot presign"):
+        pfs.presign_packs(1)
     server, port = serve(pfs, "127.0.0.1:0")
     try:
         with Client(f"127.0.0.1:{port}") as c:
@@ -340,3 +358,148 @@ def test_kill9_of_the_cli_mid_direct_put_leaves_nothing_visible(tmp_path: Path) 
         assert bytes(got) == src.read_bytes()
     finally:
         d.close()
+
+
+# --- S3 stores: presigned uploads ---------------------------------------------------
+
+
+def _s3_served(tmp_path: Path, endpoint: str, bucket: str) -> tuple[PFS, Any, Client]:
+    pfs = open_pfs(str(tmp_path / "data"), metadata_url="memory://",
+                   storage_url=f"s3://{bucket}/objects?endpoint=http://{endpoint}")
+    server, port = serve(pfs, "127.0.0.1:0")
+    return pfs, server, Client(f"127.0.0.1:{port}")
+
+
+def _packs_in(pfs: PFS) -> dict[str, int]:
+    return {k.rsplit("/", 1)[1]: pfs.objects.size(k) for k in pfs.objects.list("packs/")}
+
+
+@pytest.mark.s3
+def test_s3_put_uploads_packs_through_presigned_urls(tmp_path: Path, data_file: Path,
+                                                     s3_endpoint: str, s3_bucket: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    pfs, server, c = _s3_served(tmp_path, s3_endpoint, s3_bucket)
+    try:
+        assert isinstance(c.direct_target(), direct.PresignedUploads)
+        assert c.direct_store() is None  # nothing to read locally: gets stream
+        c.create_repo("big")
+        before = _packs_in(pfs)
+        with c.modify_file("big", "master") as mf:
+            mf.put_file_from_path("/direct.bin", data_file)
+        new = {p: n for p, n in _packs_in(pfs).items() if p not in before}
+        # The file's chunks are in new packs the client uploaded: each holds its
+        # distinct chunks and a footer, and all but the last reach the target.
+        _, refs = pfs.file_chunks("big", "master", "/direct.bin")
+        held: dict[str, dict[int, int]] = {}
+        for _, n, pack, off in refs:
+            held.setdefault(pack, {})[off] = n
+        assert set(held) <= set(new) and len(held) >= 2
+        for pack, chunks in held.items():
+            body = sum(chunks.values())
+            assert body < new[pack] < body + 4096
+        assert sum(new[p] < direct.UPLOAD_PACK_TARGET for p in held) <= 1
+        monkeypatch.setenv("TUSK_DIRECT", "0")
+        with Client(c.address) as streaming:
+            assert streaming.direct_target() is None
+            with streaming.modify_file("big", "master") as mf:
+                mf.put_file_from_path("/streamed.bin", data_file)
+            data = data_file.read_bytes()
+            assert streaming.get_file_bytes("big", "master", "/direct.bin") == data
+            assert c.get_file_bytes("big", "master", "/streamed.bin") == data
+        a = c.inspect_file("big", "master", "/direct.bin")
+        b = c.inspect_file("big", "master", "/streamed.bin")
+        assert a.hash == b.hash and a.size_bytes == len(data)
+        # A second direct put of the same bytes uploads no chunk (the commit
+        # itself stores a small pack of tree nodes).
+        packs = _packs_in(pfs)
+        with c.modify_file("big", "master") as mf:
+            mf.put_file_from_path("/again.bin", data_file)
+        _, again = pfs.file_chunks("big", "master", "/again.bin")
+        assert {r[2] for r in again} <= set(held)
+        added = set(_packs_in(pfs)) - set(packs)
+        assert sum(_packs_in(pfs)[p] for p in added) < 64 * 1024
+    finally:
+        c.close()
+        server.stop(0).wait()
+
+
+@pytest.mark.s3
+def test_presigned_uploads_need_no_keys_and_the_server_checks_them(
+        tmp_path: Path, data_file: Path, seaweedfs_factory: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against a server that checks SigV4: the daemon holds the keys, the
+    client none; a URL changed to name another object is refused."""
+    keys = ("tuskaccess", "tusksecret-" + uuid.uuid4().hex[:12])
+    weed = seaweedfs_factory(keys)
+    weed.start()
+    for var in ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", keys[0])  # the daemon's keys...
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", keys[1])
+    pfs = open_pfs(str(tmp_path / "data"), metadata_url="memory://",
+                   storage_url=f"s3://signed/objects?endpoint=http://{weed.endpoint}")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")  # ...gone before the client starts
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    server, port = serve(pfs, "127.0.0.1:0")
+    try:
+        with Client(f"127.0.0.1:{port}") as c:
+            target = c.direct_target()
+            assert isinstance(target, direct.PresignedUploads)
+            c.create_repo("r")
+            with c.modify_file("r", "master") as mf:
+                mf.put_file_from_path("/a.bin", data_file)
+            assert c.get_file_bytes("r", "master", "/a.bin") == data_file.read_bytes()
+            pack, url = c.presign_packs(1)[0]
+            forged = url.replace(pack, uuid.uuid4().hex)
+            with pytest.raises(errors.Unavailable, match="answered 403"):
+                target.upload(pack, forged, memoryview(b"x"))
+            target.upload(pack, url, memoryview(b"x"))  # the URL as signed works
+            assert pfs.objects.get(pack_key(pack)) == b"x"
+    finally:
+        server.stop(0).wait()
+
+
+@pytest.mark.s3
+def test_a_client_that_cannot_reach_s3_streams_instead(s3_endpoint: str, s3_bucket: str,
+                                                       tmp_path: Path) -> None:
+    pfs, server, c = _s3_served(tmp_path, s3_endpoint, s3_bucket)
+    try:
+        info = pfs.storage_info()
+        assert info.probe_url and info.store_id and not info.local_root
+        assert direct.open_presigned(info.probe_url, info.store_id, c.presign_packs) is not None
+        # Another store's ID, or a server this process cannot reach: no direct path.
+        assert direct.open_presigned(info.probe_url, uuid.uuid4().hex, c.presign_packs) is None
+        (port,) = free_ports(1)
+        dead = info.probe_url.replace(s3_endpoint, f"127.0.0.1:{port}")
+        assert direct.open_presigned(dead, info.store_id, c.presign_packs) is None
+    finally:
+        c.close()
+        server.stop(0).wait()
+
+
+@pytest.mark.s3
+def test_a_failed_upload_fails_the_put_and_commits_nothing(
+        tmp_path: Path, data_file: Path, s3_endpoint: str, s3_bucket: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _, server, c = _s3_served(tmp_path, s3_endpoint, s3_bucket)
+    try:
+        c.create_repo("r")
+        c.put_files("r", "master", {"/keep.txt": b"kept\n"})
+        head = c.inspect_branch("r", "master").head.id
+        (port,) = free_ports(1)
+
+        def presign_to_nowhere(count: int) -> list[tuple[str, str]]:
+            return [(p, u.replace(s3_endpoint, f"127.0.0.1:{port}"))
+                    for p, u in Client.presign_packs(c, count)]
+
+        monkeypatch.setattr(c, "presign_packs", presign_to_nowhere)
+        assert isinstance(c.direct_target(), direct.PresignedUploads)
+        with pytest.raises(errors.Unavailable,
+                           match=r"S3 is unreachable: upload of pack .*TUSK_DIRECT=0"), \
+                c.modify_file("r", "master") as mf:
+            mf.put_file_from_path("/big.bin", data_file)
+        assert c.inspect_branch("r", "master").head.id == head
+        assert [fi.file.path for fi in c.list_file("r", "master")] == ["/keep.txt"]
+    finally:
+        c.close()
+        server.stop(0).wait()

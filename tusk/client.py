@@ -403,8 +403,17 @@ class Client(PPSMixin):  # pipelines, jobs, datums, logs: tusk/pps_client.py
         Large files then move without passing through the daemon (see
         :mod:`pfs.direct`). ``TUSK_DIRECT=0`` turns this off.
         """
+        target = self.direct_target()
+        from pfs.objects import LocalObjectStore
+
+        return target if isinstance(target, LocalObjectStore) else None
+
+    def direct_target(self) -> Any | None:
+        """Where a direct put writes packs: the daemon's local store (as
+        :meth:`direct_store`), or, for an S3 store whose server this process
+        reaches, uploads to URLs the daemon presigns; else None (stream)."""
         if self._direct is _UNSET:
-            store = None
+            target: Any = None
             if os.environ.get("TUSK_DIRECT", "1").lower() not in ("0", "false", "no", "off"):
                 try:
                     info = self._call("InspectStorage", empty_pb2.Empty(), timeout=30)
@@ -413,9 +422,19 @@ class Client(PPSMixin):  # pipelines, jobs, datums, logs: tusk/pps_client.py
                 if info is not None and info.local_root:
                     from pfs.direct import open_if_same
 
-                    store = open_if_same(info.local_root, info.store_id)
-            self._direct = store
+                    target = open_if_same(info.local_root, info.store_id)
+                elif info is not None and info.probe_url:
+                    from pfs.direct import open_presigned
+
+                    target = open_presigned(info.probe_url, info.store_id, self.presign_packs)
+            self._direct = target
         return self._direct
+
+    def presign_packs(self, count: int) -> list[tuple[str, str]]:
+        """``count`` new pack IDs with presigned upload URLs (S3 stores)."""
+        resp: pfs_pb2.PresignPacksResponse = self._call(
+            "PresignPacks", pfs_pb2.PresignPacksRequest(count=count))
+        return [(p.pack, p.url) for p in resp.packs]
 
     def find_chunks(self, hashes: Sequence[bytes]) -> list[tuple[str, int] | None]:
         """(pack, offset) of the daemon's stored copy of each digest, or None."""
@@ -585,16 +604,17 @@ class ModifyFile:
                            append: bool = False) -> None:
         """Put a local file at ``path``.
 
-        A large regular file on the daemon's machine takes the direct path
-        (:meth:`Client.direct_store`): this process chunks it and writes the new
-        chunks into the object store itself, and the daemon records the refs.
+        A large regular file takes the direct path where there is one
+        (:meth:`Client.direct_target`): this process chunks it and writes the
+        new chunks into the object store itself (a local directory, or S3
+        through presigned uploads), and the daemon records the refs.
         Anything else streams in 4 MiB pieces.
         """
         local = os.fspath(local_path)
         with open(local, "rb") as f:
             st = os.fstat(f.fileno())
             if stat.S_ISREG(st.st_mode) and st.st_size >= _DIRECT_MIN:
-                store = self._client.direct_store()
+                store = self._client.direct_target()
                 if store is not None:
                     self._put_direct(store, path, local, append)
                     return

@@ -8,7 +8,6 @@ package free of server imports.
 
 from __future__ import annotations
 
-import os
 import sys
 
 
@@ -18,9 +17,6 @@ def main(argv: list[str] | None = None) -> int:
         from tusk import daemon
 
         return daemon.main(args)
-    # The CLI never uses gRPC in a forked child (pfs.direct forks a chunker
-    # mid-upload): without this gRPC's fork handlers log a warning each time.
-    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
     from cli import main as cli_main
 
     return cli_main.main(args)

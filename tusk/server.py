@@ -479,8 +479,17 @@ class PFSServicer:
     @_unary
     def InspectStorage(self, req: empty_pb2.Empty, ctx: grpc.ServicerContext
                        ) -> pfs_pb2.StorageInfo:
-        root, store_id = self.pfs.storage_info()
-        return pfs_pb2.StorageInfo(local_root=root, store_id=store_id)
+        info = self.pfs.storage_info()
+        return pfs_pb2.StorageInfo(local_root=info.local_root, store_id=info.store_id,
+                                   probe_url=info.probe_url)
+
+    @_unary
+    def PresignPacks(self, req: pfs_pb2.PresignPacksRequest, ctx: grpc.ServicerContext
+                     ) -> pfs_pb2.PresignPacksResponse:
+        resp = pfs_pb2.PresignPacksResponse()
+        for pack, url in self.pfs.presign_packs(req.count):
+            resp.packs.add(pack=pack, url=url)
+        return resp
 
     @_unary
     def FindChunks(self, req: pfs_pb2.FindChunksRequest, ctx: grpc.ServicerContext

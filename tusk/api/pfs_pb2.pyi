@@ -478,12 +478,34 @@ class DiffFileBatch(_message.Message):
     def __init__(self, diffs: _Optional[_Iterable[_Union[DiffFileResponse, _Mapping]]] = ...) -> None: ...
 
 class StorageInfo(_message.Message):
-    __slots__ = ("local_root", "store_id")
+    __slots__ = ("local_root", "store_id", "probe_url")
     LOCAL_ROOT_FIELD_NUMBER: _ClassVar[int]
     STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    PROBE_URL_FIELD_NUMBER: _ClassVar[int]
     local_root: str
     store_id: str
-    def __init__(self, local_root: _Optional[str] = ..., store_id: _Optional[str] = ...) -> None: ...
+    probe_url: str
+    def __init__(self, local_root: _Optional[str] = ..., store_id: _Optional[str] = ..., probe_url: _Optional[str] = ...) -> None: ...
+
+class PresignPacksRequest(_message.Message):
+    __slots__ = ("count",)
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    def __init__(self, count: _Optional[int] = ...) -> None: ...
+
+class PresignedPack(_message.Message):
+    __slots__ = ("pack", "url")
+    PACK_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    pack: str
+    url: str
+    def __init__(self, pack: _Optional[str] = ..., url: _Optional[str] = ...) -> None: ...
+
+class PresignPacksResponse(_message.Message):
+    __slots__ = ("packs",)
+    PACKS_FIELD_NUMBER: _ClassVar[int]
+    packs: _containers.RepeatedCompositeFieldContainer[PresignedPack]
+    def __init__(self, packs: _Optional[_Iterable[_Union[PresignedPack, _Mapping]]] = ...) -> None: ...
 
 class FindChunksRequest(_message.Message):
     __slots__ = ("hashes",)

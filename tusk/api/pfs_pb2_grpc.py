@@ -163,6 +163,11 @@ class APIStub:
                 request_serializer=pfs__pb2.FindChunksRequest.SerializeToString,
                 response_deserializer=pfs__pb2.FindChunksResponse.FromString,
                 _registered_method=True)
+        self.PresignPacks = channel.unary_unary(
+                '/tusk.pfs.API/PresignPacks',
+                request_serializer=pfs__pb2.PresignPacksRequest.SerializeToString,
+                response_deserializer=pfs__pb2.PresignPacksResponse.FromString,
+                _registered_method=True)
         self.GetFileChunks = channel.unary_stream(
                 '/tusk.pfs.API/GetFileChunks',
                 request_serializer=pfs__pb2.GetFileRequest.SerializeToString,
@@ -330,6 +335,12 @@ class APIServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PresignPacks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetFileChunks(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -463,6 +474,11 @@ def add_APIServicer_to_server(servicer, server):
                     servicer.FindChunks,
                     request_deserializer=pfs__pb2.FindChunksRequest.FromString,
                     response_serializer=pfs__pb2.FindChunksResponse.SerializeToString,
+            ),
+            'PresignPacks': grpc.unary_unary_rpc_method_handler(
+                    servicer.PresignPacks,
+                    request_deserializer=pfs__pb2.PresignPacksRequest.FromString,
+                    response_serializer=pfs__pb2.PresignPacksResponse.SerializeToString,
             ),
             'GetFileChunks': grpc.unary_stream_rpc_method_handler(
                     servicer.GetFileChunks,
@@ -1147,6 +1163,33 @@ class API:
             '/tusk.pfs.API/FindChunks',
             pfs__pb2.FindChunksRequest.SerializeToString,
             pfs__pb2.FindChunksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PresignPacks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tusk.pfs.API/PresignPacks',
+            pfs__pb2.PresignPacksRequest.SerializeToString,
+            pfs__pb2.PresignPacksResponse.FromString,
             options,
             channel_credentials,
             insecure,
