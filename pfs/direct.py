@@ -625,13 +625,19 @@ _BATCH = 64  # chunks per dedup lookup (one round trip to the daemon each)
 
 def _store_chunks(fd: int, size: int, records: Iterator[tuple[int, bytes]], find: FindChunks,
                   packs: _PackWriter | _UploadPackWriter, result: DirectPut) -> None:
-    """Look each batch of chunks up; copy the new ones from the file into packs."""
+    """Look each batch of chunks up; copy the new ones from the file into packs.
+
+    The lookup of a batch (a round trip to the daemon) runs in a thread while
+    the previous batch is copied and the next one read.
+    """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     off = 0
     batch: list[tuple[bytes, int, int]] = []  # (digest, file offset, length)
     local: dict[bytes, ChunkRef] = {}  # chunks this put stored (find can't know them yet)
 
-    def flush() -> None:
-        found = find([h for h, _, _ in batch])
+    def store(batch: list[tuple[bytes, int, int]],
+              found: Sequence[tuple[str, int] | None]) -> None:
         # New chunks next to each other in the file are copied in one call.
         run: list[tuple[bytes, int, int]] = []
         slots: list[int] = []
@@ -661,19 +667,30 @@ def _store_chunks(fd: int, size: int, records: Iterator[tuple[int, bytes]], find
             result.refs.append(_PENDING)  # filled in by copy()
             result.bytes_written += n
         copy()
-        batch.clear()
 
-    for n, h in records:
-        if n <= 0 or n > CDC_MAX or off + n > size:
-            raise FailedPrecondition(
-                f"the file changed while tusk was reading it (a chunk of {n} bytes at "
-                f"offset {off} of {size}); nothing was recorded: put it again")
-        batch.append((h, off, n))
-        off += n
-        if len(batch) >= _BATCH:
+    with ThreadPoolExecutor(1, thread_name_prefix="tusk-find") as lookups:
+        pending: tuple[list[tuple[bytes, int, int]], Future[Any]] | None = None
+
+        def flush() -> None:
+            nonlocal pending, batch
+            asked = lookups.submit(find, [h for h, _, _ in batch])
+            if pending is not None:  # the previous batch, in file order
+                store(pending[0], pending[1].result())
+            pending, batch = (batch, asked), []
+
+        for n, h in records:
+            if n <= 0 or n > CDC_MAX or off + n > size:
+                raise FailedPrecondition(
+                    f"the file changed while tusk was reading it (a chunk of {n} bytes at "
+                    f"offset {off} of {size}); nothing was recorded: put it again")
+            batch.append((h, off, n))
+            off += n
+            if len(batch) >= _BATCH:
+                flush()
+        if batch:
             flush()
-    if batch:
-        flush()
+        if pending is not None:
+            store(pending[0], pending[1].result())
     result.size = off
 
 
