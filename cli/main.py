@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from importlib import metadata
 from typing import Any, NoReturn
 
 from cli import file_cmds, pfs_cmds, pps_cmds
@@ -71,6 +70,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _version() -> str:
+    from importlib import metadata  # ~15 ms: only `tusk version` pays it
+
     try:
         return metadata.version("tusk")
     except metadata.PackageNotFoundError:
