@@ -1111,6 +1111,18 @@ class PFS:
             out.append((pack, presign("PUT", pack_key(pack), PRESIGN_TTL)))
         return out
 
+    def presign_pack_reads(self, packs: Sequence[str]) -> list[tuple[str, str]]:
+        """A presigned GET URL of each pack (S3 stores only): a client reads a
+        file's chunks itself, verifying each one, instead of through the daemon."""
+        presign = getattr(self.objects, "presign", None)
+        if presign is None:
+            raise FailedPrecondition(
+                f"the object store {self.objects.describe()} cannot presign reads; "
+                "get the file through the daemon (TUSK_DIRECT=0)")
+        if len(packs) > 10000:
+            raise InvalidArgument(f"presign of {len(packs)} packs: ask for at most 10000")
+        return [(p, presign("GET", pack_key(p), PRESIGN_TTL)) for p in packs]
+
     def find_chunks(self, hashes: Sequence[bytes]) -> list[tuple[str, int] | None]:
         """(pack, offset) of a stored copy of each digest, or None: the dedup
         lookup of a direct put (through the index, so GC counts the hits)."""

@@ -21,6 +21,9 @@ sees the same directory by reading the store's ID file (:func:`store_id`).
   daemon presigned for a fresh pack ID, a few at once; the client needs no
   credentials, only a route to the S3 server, which it proves by fetching the
   store's ID object through a presigned GET (:func:`open_presigned`).
+* **get from S3** (:func:`read_presigned_into`): ranged GETs of runs of
+  adjacent chunks, through presigned URLs of their packs, a few at once, each
+  chunk verified before any of its bytes are written.
 * **get** (:func:`read_into`, local stores): read each chunk from its pack, verify its
   digest, and only then hand it to the caller: a corrupt chunk raises
   :class:`~pfs.errors.Corruption` and its bytes are never written.
@@ -48,7 +51,7 @@ import signal
 import struct
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
 
@@ -206,7 +209,7 @@ class PresignedUploads:
     def __init__(self, presign: Callable[[int], Sequence[tuple[str, str]]],
                  http: Any = None) -> None:
         self._presign = presign
-        self._http = http if http is not None else _http_pool()
+        self.http = http if http is not None else _http_pool()  # shared with reads
         self._ready: list[tuple[str, str]] = []
         self._lock = threading.Lock()
 
@@ -223,7 +226,7 @@ class PresignedUploads:
 
         where = url.split("?", 1)[0]
         try:
-            r = self._http.request("PUT", url, body=body, preload_content=True,
+            r = self.http.request("PUT", url, body=body, preload_content=True,
                                    headers={"Content-Length": str(len(body))})
         except urllib3.exceptions.HTTPError as exc:
             reason = getattr(exc, "reason", None) or exc
@@ -790,4 +793,100 @@ def _read_verified(store: LocalObjectStore, fds: dict[str, int], ref: ChunkRef,
                 f"the object store ({store.describe()}) returned corrupt bytes")
 
 
-__all__ = ["DirectPut", "open_if_same", "put_local_file", "read_into", "store_id"]
+# --- get from S3 -----------------------------------------------------------------
+
+_RUN_MAX = 16 * 1024 * 1024  # bytes per ranged GET (adjacent chunks of one pack)
+_READS = 3  # ranged GETs in flight
+_READS_AHEAD = 6  # runs fetched ahead of the writer (memory: ~6 x 16 MiB)
+
+
+def read_presigned_into(urls: Mapping[str, str], refs: Sequence[ChunkRef],
+                        write: Callable[[memoryview], Any], offset: int = 0,
+                        http: Any = None) -> int:
+    """:func:`read_into` for an S3 store: ``urls`` maps each pack to a presigned
+    GET URL. Adjacent chunks of a pack are fetched in one ranged GET, a few at
+    once; each chunk is verified before any of its bytes reach ``write``.
+    """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    http = http if http is not None else _http_pool()
+    # Runs of chunks adjacent in one pack: (pack, start, [(ref, skip)]).
+    runs: list[tuple[str, int, list[tuple[ChunkRef, int]]]] = []
+    for ref in refs:
+        n = ref[1]
+        if offset >= n:
+            offset -= n
+            continue
+        last = runs[-1] if runs else None
+        if last is not None and last[0] == ref[2] and ref[3] == last[2][-1][0][3] + \
+                last[2][-1][0][1] and ref[3] + n - last[1] <= _RUN_MAX:
+            last[2].append((ref, offset))
+        else:
+            runs.append((ref[2], ref[3], [(ref, offset)]))
+        offset = 0
+
+    def fetch(run: tuple[str, int, list[tuple[ChunkRef, int]]]) -> bytes:
+        pack, start, chunks = run
+        end = chunks[-1][0][3] + chunks[-1][0][1]
+        url = urls.get(pack)
+        if url is None:
+            raise Corruption(f"no URL for pack {pack}: the daemon did not presign it")
+        body = _get_range(http, pack, url, start, end)
+        with memoryview(body) as view:
+            for (h, n, _, off), _skip in chunks:
+                if blake3.blake3(view[off - start:off - start + n]).digest() != h:
+                    raise Corruption(
+                        f"chunk {h.hex()[:16]} in pack {pack} (offset {off}) does not match "
+                        "its hash: the S3 server returned corrupt bytes")
+        return body
+
+    total = 0
+    with ThreadPoolExecutor(_READS, thread_name_prefix="tusk-read") as pool:
+        ahead: list[Future[bytes]] = []
+        nxt = 0
+        try:
+            for run in runs:
+                while nxt < len(runs) and len(ahead) < _READS_AHEAD:
+                    ahead.append(pool.submit(fetch, runs[nxt]))
+                    nxt += 1
+                body = ahead.pop(0).result()
+                start = run[1]
+                with memoryview(body) as view:
+                    for (_, n, _, off), skip in run[2]:
+                        write(view[off - start + skip:off - start + n])
+                        total += n - skip
+        finally:
+            for f in ahead:
+                f.cancel()
+    return total
+
+
+def _get_range(http: Any, pack: str, url: str, start: int, end: int) -> bytes:
+    import urllib3
+
+    where = url.split("?", 1)[0]
+    try:
+        r = http.request("GET", url, headers={"Range": f"bytes={start}-{end - 1}"},
+                         preload_content=True)
+    except urllib3.exceptions.HTTPError as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise Unavailable("S3", f"read of pack {pack} from {where}: {reason}",
+                          hint="set TUSK_DIRECT=0 to read files through the daemon") from exc
+    if r.status == 404:
+        raise Corruption(f"pack {pack} is gone from the object store ({where}); "
+                         "the data it held is lost")
+    if r.status not in (200, 206):
+        raise Unavailable("S3", f"read of pack {pack} from {where} answered {r.status}: "
+                          f"{r.data[:300].decode(errors='replace')}",
+                          hint="set TUSK_DIRECT=0 to read files through the daemon")
+    data: bytes = r.data
+    if r.status == 200:  # a server that ignores Range sends the whole object
+        data = data[start:end]
+    if len(data) != end - start:
+        raise Corruption(f"pack {pack} is shorter than its chunks say ({where}): "
+                         f"{len(data)} bytes at {start}, not {end - start}")
+    return data
+
+
+__all__ = ["DirectPut", "open_if_same", "put_local_file", "read_into", "read_presigned_into",
+           "store_id"]

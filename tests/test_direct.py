@@ -503,3 +503,44 @@ def test_a_failed_upload_fails_the_put_and_commits_nothing(
     finally:
         c.close()
         server.stop(0).wait()
+
+
+@pytest.mark.s3
+def test_s3_get_reads_packs_through_presigned_urls(tmp_path: Path, data_file: Path,
+                                                   s3_endpoint: str, s3_bucket: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    pfs, server, c = _s3_served(tmp_path, s3_endpoint, s3_bucket)
+    try:
+        c.create_repo("r")
+        with c.modify_file("r", "master") as mf:
+            mf.put_file_from_path("/a.bin", data_file)
+        data = data_file.read_bytes()
+        calls: list[str] = []
+        real = direct.read_presigned_into
+
+        def spy(*args: Any, **kw: Any) -> int:
+            calls.append("presigned")
+            return real(*args, **kw)
+
+        monkeypatch.setattr(direct, "read_presigned_into", spy)
+        for offset in (0, 1000, 7 * MiB + 5, len(data) - 1, len(data)):
+            got = bytearray()
+            assert c.read_file_into("r", "master", "/a.bin", got.extend, offset) \
+                == len(data) - offset
+            assert bytes(got) == data[offset:]
+        assert len(calls) == 5  # every read took the presigned path
+        # A corrupt pack: the read fails naming the chunk, and hands out no
+        # bytes of the chunk that does not match.
+        _, chunks = pfs.file_chunks("r", "master", "/a.bin")
+        pack, at = next(iter(chunks))[2:]
+        key = pack_key(pack)
+        blob = bytearray(pfs.objects.get(key))
+        blob[at + 10] ^= 0xFF
+        pfs.objects.put(key, bytes(blob))
+        got = bytearray()
+        with pytest.raises(errors.Corruption, match="does not match its hash"):
+            c.read_file_into("r", "master", "/a.bin", got.extend)
+        assert got == b""
+    finally:
+        c.close()
+        server.stop(0).wait()

@@ -367,24 +367,33 @@ class Client(PPSMixin):  # pipelines, jobs, datums, logs: tusk/pps_client.py
                        offset: int = 0) -> int:
         """Pass a file's bytes to ``write`` (from ``offset``); returns the byte count.
 
-        On the daemon's machine (see :meth:`direct_store`) the chunks are read
-        and verified straight from the object store, several times faster than
+        Where there is a direct path (see :meth:`direct_target`) the chunks are
+        read and verified straight from the object store (the daemon's local
+        directory, or S3 through presigned URLs), several times faster than
         :meth:`get_file`; elsewhere they stream through the daemon. ``write``
         may get views into reused buffers: copy what it keeps.
         """
-        store = self.direct_store()
-        if store is None:
+        from pfs.direct import PresignedUploads, read_into, read_presigned_into
+        from pfs.objects import LocalObjectStore
+
+        target = self.direct_target()
+        if target is None:
             total = 0
             for piece in self.get_file(repo, ref, path, offset):
                 write(memoryview(piece))
                 total += len(piece)
             return total
-        from pfs.direct import read_into
-
         refs = [(bytes(c.hash), c.size, c.pack, c.offset)
                 for m in self._stream("GetFileChunks", pfs_pb2.GetFileRequest(
                     file=_file(repo, ref, path))) for c in m.chunks]
-        return read_into(store, refs, write, offset)
+        if isinstance(target, LocalObjectStore):
+            return read_into(target, refs, write, offset)
+        assert isinstance(target, PresignedUploads)
+        packs = sorted({r[2] for r in refs})
+        resp: pfs_pb2.PresignPacksResponse = self._call(
+            "PresignPackReads", pfs_pb2.PresignPackReadsRequest(packs=packs))
+        urls = {p.pack: p.url for p in resp.packs}
+        return read_presigned_into(urls, refs, write, offset, target.http)
 
     def get_file_bytes(self, repo: str, ref: Ref, path: str, offset: int = 0) -> bytes:
         return b"".join(self.get_file(repo, ref, path, offset))

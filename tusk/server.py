@@ -492,6 +492,14 @@ class PFSServicer:
         return resp
 
     @_unary
+    def PresignPackReads(self, req: pfs_pb2.PresignPackReadsRequest, ctx: grpc.ServicerContext
+                         ) -> pfs_pb2.PresignPacksResponse:
+        resp = pfs_pb2.PresignPacksResponse()
+        for pack, url in self.pfs.presign_pack_reads(list(req.packs)):
+            resp.packs.add(pack=pack, url=url)
+        return resp
+
+    @_unary
     def FindChunks(self, req: pfs_pb2.FindChunksRequest, ctx: grpc.ServicerContext
                    ) -> pfs_pb2.FindChunksResponse:
         found = self.pfs.find_chunks(list(req.hashes))

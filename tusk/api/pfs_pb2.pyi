@@ -507,6 +507,12 @@ class PresignPacksResponse(_message.Message):
     packs: _containers.RepeatedCompositeFieldContainer[PresignedPack]
     def __init__(self, packs: _Optional[_Iterable[_Union[PresignedPack, _Mapping]]] = ...) -> None: ...
 
+class PresignPackReadsRequest(_message.Message):
+    __slots__ = ("packs",)
+    PACKS_FIELD_NUMBER: _ClassVar[int]
+    packs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, packs: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class FindChunksRequest(_message.Message):
     __slots__ = ("hashes",)
     HASHES_FIELD_NUMBER: _ClassVar[int]

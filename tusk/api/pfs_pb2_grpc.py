@@ -168,6 +168,11 @@ class APIStub:
                 request_serializer=pfs__pb2.PresignPacksRequest.SerializeToString,
                 response_deserializer=pfs__pb2.PresignPacksResponse.FromString,
                 _registered_method=True)
+        self.PresignPackReads = channel.unary_unary(
+                '/tusk.pfs.API/PresignPackReads',
+                request_serializer=pfs__pb2.PresignPackReadsRequest.SerializeToString,
+                response_deserializer=pfs__pb2.PresignPacksResponse.FromString,
+                _registered_method=True)
         self.GetFileChunks = channel.unary_stream(
                 '/tusk.pfs.API/GetFileChunks',
                 request_serializer=pfs__pb2.GetFileRequest.SerializeToString,
@@ -341,6 +346,12 @@ class APIServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PresignPackReads(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetFileChunks(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -478,6 +489,11 @@ def add_APIServicer_to_server(servicer, server):
             'PresignPacks': grpc.unary_unary_rpc_method_handler(
                     servicer.PresignPacks,
                     request_deserializer=pfs__pb2.PresignPacksRequest.FromString,
+                    response_serializer=pfs__pb2.PresignPacksResponse.SerializeToString,
+            ),
+            'PresignPackReads': grpc.unary_unary_rpc_method_handler(
+                    servicer.PresignPackReads,
+                    request_deserializer=pfs__pb2.PresignPackReadsRequest.FromString,
                     response_serializer=pfs__pb2.PresignPacksResponse.SerializeToString,
             ),
             'GetFileChunks': grpc.unary_stream_rpc_method_handler(
@@ -1189,6 +1205,33 @@ class API:
             target,
             '/tusk.pfs.API/PresignPacks',
             pfs__pb2.PresignPacksRequest.SerializeToString,
+            pfs__pb2.PresignPacksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PresignPackReads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tusk.pfs.API/PresignPackReads',
+            pfs__pb2.PresignPackReadsRequest.SerializeToString,
             pfs__pb2.PresignPacksResponse.FromString,
             options,
             channel_credentials,
