@@ -8,6 +8,7 @@ through a daemon: the Python client against an in-process server, and the
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -40,12 +41,22 @@ def nothing_stored(hashes: list[bytes]) -> list[None]:
 
 @pytest.fixture
 def data_file(tmp_path: Path) -> Path:
-    """Random data around 24 MiB of zeros: zeros never match the chunker's mask,
-    so they cut at the 8 MiB maximum, giving identical chunks (in-file duplicates)."""
-    data = os.urandom(7 * MiB) + bytes(24 * MiB) + os.urandom(4 * MiB)
+    """Random data around 40 MiB of zeros: zeros never match the chunker's mask,
+    so they cut at the 8 MiB maximum, giving identical chunks (in-file duplicates,
+    in each half of a split put too)."""
+    data = os.urandom(7 * MiB) + bytes(40 * MiB) + os.urandom(4 * MiB)
     path = tmp_path / "input.bin"
     path.write_bytes(data)
     return path
+
+
+@pytest.fixture(params=["whole", "split"])
+def either_way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test on both put paths: one stream, or two halves at once (the
+    path of files from ``_SPLIT_MIN``, lowered here to the test file's size)."""
+    if request.param == "split":
+        monkeypatch.setattr(direct, "_SPLIT_MIN", 1 * MiB)
+    return str(request.param)
 
 
 @pytest.fixture
@@ -64,7 +75,7 @@ def read_all(store: LocalObjectStore, refs: list[ChunkRef], offset: int = 0) -> 
 
 @pytest.mark.parametrize("use_fork", [True, False], ids=["forked-chunker", "inline-chunker"])
 def test_put_then_read_round_trips(store: LocalObjectStore, data_file: Path,
-                                   use_fork: bool) -> None:
+                                   use_fork: bool, either_way: str) -> None:
     r = direct.put_local_file(store, str(data_file), nothing_stored, use_fork=use_fork)
     data = data_file.read_bytes()
     assert r.size == len(data) == sum(ref[1] for ref in r.refs)
@@ -93,29 +104,70 @@ def test_chunks_match_the_daemons_streaming_writer(store: LocalObjectStore,
     assert [(h, n) for h, n, _, _ in inline.refs] == streamed
 
 
-@pytest.mark.parametrize("content", ["random", "zeros-then-random", "zeros"])
-def test_two_chunkers_give_the_sequential_chunks(tmp_path: Path, content: str,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """Large files are chunked by two children (one per half) that must resync
-    to exactly the sequential result, or fall back to the first child's pass."""
-    data = {"random": os.urandom(24 * MiB),
-            "zeros-then-random": bytes(20 * MiB) + os.urandom(12 * MiB),
-            "zeros": bytes(40 * MiB)}[content]
+def stored_packs(store: LocalObjectStore) -> set[str]:
+    return {key.rsplit("/", 1)[1] for key in store.list("packs/")}
+
+
+SPLIT_CONTENT = {
+    "random": lambda: os.urandom(24 * MiB),
+    "zeros-then-random": lambda: bytes(20 * MiB) + os.urandom(12 * MiB),
+    "zeros": lambda: bytes(40 * MiB),
+    # The middle (21.5 MiB) is not on the 8 MiB grid of the true cuts: no cut
+    # there can be trusted, the first child chunks it all.
+    "zeros-off-the-grid": lambda: bytes(43 * MiB),
+    "zeros-across-the-middle": lambda: os.urandom(9 * MiB) + bytes(30 * MiB) + os.urandom(9 * MiB),
+}
+
+
+@pytest.mark.parametrize("content", list(SPLIT_CONTENT))
+def test_a_split_put_gives_the_sequential_chunks(tmp_path: Path, content: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large files are put as two halves at once; the halves must join into
+    exactly the sequential chunks, or the second half is dropped and the
+    first child's pass covers the file. Either way no other pack is left."""
+    data = SPLIT_CONTENT[content]()
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    monkeypatch.setattr(direct, "_SPLIT_MIN", 1 * MiB)
+    split_store = LocalObjectStore(str(tmp_path / "split"))
+    split = direct.put_local_file(split_store, str(path), nothing_stored)
+    inline = direct.put_local_file(LocalObjectStore(str(tmp_path / "inline")), str(path),
+                                   nothing_stored, use_fork=False)
+    assert [(h, n) for h, n, _, _ in split.refs] == [(h, n) for h, n, _, _ in inline.refs]
+    assert split.size == len(data) == split.bytes_written + split.bytes_deduped
+    assert read_all(split_store, split.refs) == data
+    assert stored_packs(split_store) == set(split.new_packs)
+    # Random data always resyncs; a middle in a run of zeros has no cut to trust.
+    assert split.halves == {"random": "joined", "zeros-off-the-grid": "joined",
+                            "zeros": "joined"}.get(content, split.halves)
+
+
+def test_a_missed_resync_cut_drops_the_second_half(tmp_path: Path, store: LocalObjectStore,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the second child starts from a cut the true chunking does not make,
+    its packs are deleted and the put still stores the sequential chunks."""
+    data = os.urandom(24 * MiB)
     path = tmp_path / "f.bin"
     path.write_bytes(data)
     monkeypatch.setattr(direct, "_SPLIT_MIN", 1 * MiB)
     fd = os.open(path, os.O_RDONLY)
     try:
-        split = list(direct._records_from_children(fd, len(data)))
-        sequential = list(direct._chunk_records(fd, len(data)))
-        inline = list(direct._chunk_records_inline(fd, len(data)))
+        true_cuts = set(itertools.accumulate(
+            n for n, _ in direct._chunk_records_inline(fd, len(data))))
     finally:
         os.close(fd)
-    assert split == sequential == inline
-    assert sum(n for n, _ in split) == len(data)
+    wrong = len(data) // 2 + 12_345
+    assert wrong not in true_cuts
+    monkeypatch.setattr(direct, "_resync_cut", lambda fd, size, mid: wrong)
+    r = direct.put_local_file(store, str(path), nothing_stored)
+    assert r.halves == "dropped"
+    assert read_all(store, r.refs) == data
+    assert len(r.refs) == len(true_cuts)
+    assert stored_packs(store) == set(r.new_packs)
 
 
-def test_known_chunks_are_not_written_again(store: LocalObjectStore, data_file: Path) -> None:
+def test_known_chunks_are_not_written_again(store: LocalObjectStore, data_file: Path,
+                                            either_way: str) -> None:
     first = direct.put_local_file(store, str(data_file), nothing_stored)
     where = {h: (pack, off) for h, _, pack, off in first.refs}
     calls: list[int] = []
@@ -126,8 +178,11 @@ def test_known_chunks_are_not_written_again(store: LocalObjectStore, data_file: 
 
     again = direct.put_local_file(store, str(data_file), find)
     assert again.bytes_written == 0 and again.new_packs == {}
-    assert again.refs == first.refs
-    assert sum(calls) == len(first.refs)
+    # (A split put may have stored a chunk found in both halves twice: `where`
+    # names one of its copies.)
+    assert again.refs == [(h, n, *where[h]) for h, n, _, _ in first.refs]
+    if either_way == "whole":  # (a split put may look the first child's overrun up too)
+        assert sum(calls) == len(first.refs)
 
 
 def test_a_corrupt_chunk_is_reported_and_never_written(store: LocalObjectStore,
@@ -157,7 +212,7 @@ def test_a_missing_pack_is_reported(store: LocalObjectStore, data_file: Path) ->
 
 
 def test_a_file_that_changes_during_the_put_fails(store: LocalObjectStore,
-                                                  data_file: Path) -> None:
+                                                  data_file: Path, either_way: str) -> None:
     def find_and_grow(hashes: list[bytes]) -> list[None]:
         with open(data_file, "ab") as f:
             f.write(b"more")
@@ -171,7 +226,8 @@ def test_a_file_that_changes_during_the_put_fails(store: LocalObjectStore,
 
 
 def test_a_chunker_that_dies_is_replaced_by_an_inline_pass(
-        store: LocalObjectStore, data_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        store: LocalObjectStore, data_file: Path, monkeypatch: pytest.MonkeyPatch,
+        either_way: str) -> None:
     """A forked chunker killed by a signal (not SIGBUS: the file did not
     shrink) costs a restart without one, not the put."""
     def die(fd: int, size: int, start: int = 0) -> Iterator[tuple[int, bytes]]:
