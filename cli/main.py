@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole command tree: ``tusk [--address A] <verb> <noun> [args]``."""
     parser = _Parser(
         prog="tusk",
-        description="Versioned data and pipelines (pachctl's commands: replace `pachctl` with `tusk`).",
+        description=("Versioned data and pipelines "
+                     "(pachctl's commands: replace `pachctl` with `tusk`)."),
     )
     parser.add_argument(
         "--address",

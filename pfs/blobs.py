@@ -90,7 +90,8 @@ def iter_cdc_lengths(view: bytes | bytearray | memoryview) -> Iterator[int]:
 
 def pack_footer(entries: Iterable[tuple[bytes, int, int]]) -> bytes:
     """The bytes that end a pack holding ``entries`` ((digest, offset, size) each)."""
-    footer = msgpack.packb([[h, off, size] for h, off, size in entries])
+    # msgpack is untyped (packb returns Any); without a default it returns bytes.
+    footer: bytes = msgpack.packb([[h, off, size] for h, off, size in entries])
     return footer + len(footer).to_bytes(4, "big") + PACK_MAGIC
 
 
@@ -225,7 +226,8 @@ class BlobStore:
             self._cache_put(h, data)
         return data
 
-    def read_chunks(self, refs: Iterable[ChunkRef | Sequence[Any]], offset: int = 0) -> Iterator[bytes]:
+    def read_chunks(self, refs: Iterable[ChunkRef | Sequence[Any]],
+                    offset: int = 0) -> Iterator[bytes]:
         """Stream the concatenation of ``refs`` from byte ``offset``."""
         for ref in refs:
             size = int(ref[1])

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import heapq
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import msgpack
 
@@ -109,7 +109,7 @@ def read_layer(objects: ObjectStore, key: str) -> Iterator[Change]:
         offset += len(piece)
 
 
-def merge_layers(layers: list[Iterable[Change]]) -> Iterator[Change]:
+def merge_layers(layers: Sequence[Iterable[Change]]) -> Iterator[Change]:
     """Merge sorted layers (oldest first) into one sorted change stream whose
     in-order application equals applying the layers one after the other."""
     if len(layers) == 1:

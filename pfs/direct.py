@@ -871,7 +871,7 @@ def read_into(store: LocalObjectStore, refs: Sequence[ChunkRef],
                 _read_verified(store, fds, ref, buf)
                 ready.put((buf, skip, ref[1]))
             ready.put(_END)
-        except BaseException as exc:  # noqa: BLE001  # handed to the writing thread
+        except BaseException as exc:  # handed to the writing thread
             ready.put(exc)
         finally:
             for fd in fds.values():

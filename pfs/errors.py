@@ -89,7 +89,8 @@ class RepoExists(AlreadyExists):
 class BranchNotFound(NotFound):
     def __init__(self, repo: str, branch: str) -> None:
         super().__init__(
-            f"branch {branch} not found in repo {repo} (list branches with `tusk list branch {repo}`)"
+            f"branch {branch} not found in repo {repo} "
+            f"(list branches with `tusk list branch {repo}`)"
         )
         self.repo = repo
         self.branch = branch
@@ -123,7 +124,8 @@ class FileNotFound(NotFound):
 class InvalidName(InvalidArgument):
     def __init__(self, name: str, what: str = "name") -> None:
         super().__init__(
-            f"{what} ({name}) invalid: only alphanumeric characters, underscores, and dashes are allowed"
+            f"{what} ({name}) invalid: only alphanumeric characters, underscores, "
+            "and dashes are allowed"
         )
         self.name = name
 

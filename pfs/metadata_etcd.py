@@ -249,12 +249,13 @@ class EtcdMetadataStore:
         # A Txn without compares runs ``success``: all reads in one round
         # trip, at one revision (etcd serialises a txn like one write).
         resp = self._call(self._kv.Txn, etcdrpc.TxnRequest(success=reads))
+        # One response per request op, in order: ``unique``'s gets, then the ranges.
         answers = [r.response_range for r in resp.responses]
         found = {k: self._to_kv(a.kvs[0], k) if a.kvs else None
-                 for k, a in zip(unique, answers[:len(unique)])}
+                 for k, a in zip(unique, answers[:len(unique)], strict=True)}
         ranges: dict[str, list[KeyValue]] = {}
         more: set[str] = set()
-        for prefix, a in zip(prefixes, answers[len(unique):]):
+        for prefix, a in zip(prefixes, answers[len(unique):], strict=True):
             ranges[prefix] = [self._to_kv(kv, self._unkey(kv.key)) for kv in a.kvs]
             if a.more:
                 more.add(prefix)

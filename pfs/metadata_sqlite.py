@@ -415,7 +415,8 @@ class SQLiteMetadataStore:
         # yield (it would pin the WAL and block this connection's writers).
         while left is None or left > 0:
             page = RANGE_PAGE if left is None else min(RANGE_PAGE, left)
-            sql = f"SELECT key, value, mod_revision, create_revision, lease FROM kv WHERE key {op} ?"
+            sql = ("SELECT key, value, mod_revision, create_revision, lease "
+                   f"FROM kv WHERE key {op} ?")
             params: list[Any] = [cursor]
             if end is not None:
                 sql += " AND key < ?"

@@ -27,8 +27,14 @@ Contract (every implementation):
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
+import uuid
 from collections.abc import Iterator
 from typing import BinaryIO, Protocol, runtime_checkable
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from pfs.errors import InvalidArgument, ObjectNotFound, Unavailable
 
 
 @runtime_checkable
@@ -69,13 +75,7 @@ class ObjectStore(Protocol):
 # Everything below the Protocol is the implementations and the URL factory.
 # ``pfs.objects_s3`` is imported lazily by :func:`open_object_store` so that the
 # embedded configuration never pays for (or requires) the ``minio`` SDK.
-
-import os
-import threading
-import uuid
-from urllib.parse import parse_qs, unquote, urlsplit
-
-from pfs.errors import InvalidArgument, ObjectNotFound, Unavailable
+# (The imports they need, all cheap, are at the top of the module.)
 
 
 def check_key(key: str) -> None:

@@ -46,7 +46,8 @@ def clean_path(path: str) -> str:
         if not (0x20 <= ord(ch) <= 0x7E):
             raise InvalidPath(path, f"character {ch!r} is not printable ASCII")
         if ch in GLOB_CHARS:
-            raise InvalidPath(path, f"character {ch!r} is a glob character and cannot be in a file name")
+            raise InvalidPath(
+                path, f"character {ch!r} is a glob character and cannot be in a file name")
     parts = [p for p in path.split("/") if p]
     for p in parts:
         if p in (".", ".."):

@@ -99,6 +99,7 @@ __all__ = [
     "FileEntry",
     "Matcher",
     "MemoryNodeStore",
+    "NodeReader",
     "NodeRef",
     "NodeStore",
     "PathNotFound",
@@ -290,8 +291,21 @@ class PathNotFound(NotFound):
 # --- interfaces -------------------------------------------------------------
 
 
-class NodeStore(Protocol):
-    """Where tree nodes live.
+class NodeReader(Protocol):
+    """Where tree nodes are read from: all a :class:`Tree` needs.
+
+    ``get_node(ref)`` returns exactly the bytes stored under ``ref`` or raises
+    (a :class:`pfs.errors.NotFound` subclass for a missing node).
+    """
+
+    def get_node(self, ref: NodeRef) -> bytes:
+        """Return the bytes stored under ``ref``."""
+        ...
+
+
+class NodeStore(NodeReader, Protocol):
+    """Where tree nodes live: a :class:`NodeReader` that can also store nodes, as
+    :func:`apply` and :func:`build` need.
 
     Contract: ``put_node`` is content-addressed and idempotent (storing the same bytes
     twice may return equal refs, and must be safe); the returned ref is opaque and
@@ -302,10 +316,6 @@ class NodeStore(Protocol):
 
     def put_node(self, data: bytes) -> NodeRef:
         """Store ``data``; return its ref."""
-        ...
-
-    def get_node(self, ref: NodeRef) -> bytes:
-        """Return the bytes stored under ``ref``."""
         ...
 
 
@@ -379,7 +389,7 @@ def _split(path: str) -> list[str]:
 # --- node encoding ------------------------------------------------------------
 
 
-def _load(store: NodeStore, ref: NodeRef) -> tuple[Any, ...]:
+def _load(store: NodeReader, ref: NodeRef) -> tuple[Any, ...]:
     # use_list=False: every array comes back as a tuple, so entries, chunk refs and
     # node refs compare equal however they were produced.
     node = msgpack.unpackb(store.get_node(ref), use_list=False, raw=False)
@@ -739,7 +749,7 @@ def build(store: NodeStore, entries: Iterable[PutFile]) -> Tree:
 # --- reading ------------------------------------------------------------------
 
 
-def _iter_node(store: NodeStore, ref: NodeRef, start_after: str | None) -> Iterator[RawEntry]:
+def _iter_node(store: NodeReader, ref: NodeRef, start_after: str | None) -> Iterator[RawEntry]:
     """Entries of the directory whose top node is ``ref``, names > ``start_after``."""
     node = _load(store, ref)
     if node[1] == _NODE_LEAF:
@@ -759,7 +769,7 @@ def _iter_node(store: NodeStore, ref: NodeRef, start_after: str | None) -> Itera
         yield from _iter_node(store, items[k][_REF], start_after if k == j else None)
 
 
-def _find(store: NodeStore, ref: NodeRef, name: str) -> RawEntry | None:
+def _find(store: NodeReader, ref: NodeRef, name: str) -> RawEntry | None:
     node = _load(store, ref)
     while node[1] == _NODE_INDEX:
         items = node[3]
@@ -781,7 +791,7 @@ class _Cursor:
     level of the node the summary ``item`` stands for.
     """
 
-    def __init__(self, store: NodeStore, ref: NodeRef | None) -> None:
+    def __init__(self, store: NodeReader, ref: NodeRef | None) -> None:
         self._store = store
         self._frames: list[list[Any]] = []  # [items, index, level of items]
         if ref is not None:
@@ -826,14 +836,15 @@ def _same(a: RawEntry, b: RawEntry) -> bool:
 
 
 class Tree:
-    """An immutable file index, read lazily from a :class:`NodeStore`.
+    """An immutable file index, read lazily from a :class:`NodeReader` (such as
+    a :class:`NodeStore`).
 
     Attributes:
         store: where the nodes live.
         root: ref of the root directory's top node; None for the empty tree.
     """
 
-    def __init__(self, store: NodeStore, root: NodeRef | None) -> None:
+    def __init__(self, store: NodeReader, root: NodeRef | None) -> None:
         self.store = store
         self.root = root
         self._root_summary: Summary | None = None

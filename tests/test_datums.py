@@ -136,7 +136,8 @@ def test_union(src: MemorySource) -> None:
     ds = datums(src, {"union": [pfs("in1", "/foo?1"), pfs("in2", "/foo*2")]})
     assert len(ds) == 9
     assert path_sets(ds) == {frozenset([p]) for p in
-                             ["/foo11", "/foo21", "/foo31", "/foo41", "/foo2", "/foo12", "/foo22", "/foo32", "/foo42"]}  # fmt: skip
+                             ["/foo11", "/foo21", "/foo31", "/foo41",
+                              "/foo2", "/foo12", "/foo22", "/foo32", "/foo42"]}  # fmt: skip
     assert [d.inputs[0].name for d in ds] == ["in1"] * 4 + ["in2"] * 5
 
 
@@ -340,7 +341,8 @@ def test_doc_group_lab_results() -> None:
 
 def test_cron_crossed_with_pfs(src: MemorySource) -> None:
     src.put("p_tick", "t1", ["2024-01-01T00:00:00Z"])
-    ds = datums(src, {"cross": [pfs("in", "/foo?1"), {"cron": {"name": "tick", "spec": "@every 1m"}}]},
+    ds = datums(src, {"cross": [pfs("in", "/foo?1"),
+                                {"cron": {"name": "tick", "spec": "@every 1m"}}]},
                 {"in": "c1", "tick": "t1"})  # fmt: skip
     assert len(ds) == 4
     assert ds[0].inputs[1].repo == "p_tick" and ds[0].inputs[1].path == "/2024-01-01T00:00:00Z"

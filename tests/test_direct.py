@@ -264,7 +264,7 @@ def served(tmp_path: Path) -> Iterator[tuple[PFS, Client]]:
 def test_client_put_and_get_take_the_direct_path(served: tuple[PFS, Client], data_file: Path,
                                                  tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    pfs, c = served
+    _, c = served
     assert c.direct_store() is not None
     c.create_repo("big")
     with c.modify_file("big", "master") as mf:
@@ -289,7 +289,7 @@ def test_client_put_and_get_take_the_direct_path(served: tuple[PFS, Client], dat
 
 
 def test_a_direct_put_naming_a_missing_pack_is_refused(served: tuple[PFS, Client]) -> None:
-    pfs, c = served
+    _, c = served
     c.create_repo("forged")
     head = len(list(c.list_commit("forged")))
     req = pfs_pb2.ModifyFileRequest(commit=_commit("forged", "master"), done=True)

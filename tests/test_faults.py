@@ -121,7 +121,7 @@ def test_kill9_during_a_large_put_file(daemon: DaemonProc, backend: list[str]) -
         try:
             with daemon.client().modify_file(repo, "master") as mf:
                 mf.put_file("/huge.bin", pieces())
-        except BaseException as exc:  # noqa: BLE001  (reported below)
+        except BaseException as exc:
             failure.append(exc)
 
     t = threading.Thread(target=upload)
@@ -179,7 +179,7 @@ def test_kill9_during_finish_commit_with_many_layers(daemon: DaemonProc, when: s
     def finish() -> None:
         try:
             daemon.client().finish_commit(repo, cid)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             finish_error.append(exc)
 
     watcher = daemon.client()

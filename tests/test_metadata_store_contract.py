@@ -74,7 +74,7 @@ class Collector:
         try:
             for ev in self.watch:
                 self.events.put(ev)
-        except Exception as exc:  # noqa: BLE001 - handed to the test thread by take()
+        except Exception as exc:
             self.events.put(exc)
         finally:
             self.done.set()
@@ -272,7 +272,7 @@ def _check_snapshots(writer_store: MetadataStore, reader_store: MetadataStore,
             while not stop.is_set():
                 n += 1
                 writer_store.txn([], [Put(f"r/{n:06d}", b""), Put("count", str(n).encode())])
-        except Exception as exc:  # noqa: BLE001 - asserted on in the test thread
+        except Exception as exc:
             errors.append(exc)
 
     t = threading.Thread(target=write)
@@ -386,7 +386,7 @@ def test_thread_safety_cas_counter(store: MetadataStore) -> None:
                         break
                 # Readers alongside writers.
                 list(store.range("counter"))
-        except Exception as exc:  # noqa: BLE001 - asserted on in the test thread
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=bump) for _ in range(n_threads)]

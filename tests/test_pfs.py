@@ -305,10 +305,9 @@ def test_get_file_errors_and_offset(pfs: PFS) -> None:
 @pytest.mark.parametrize("bad", ["\x1f", "\x7f", "\x0b", "foobar*", "../foo", "foo/../bar", "a?"])
 def test_invalid_paths_write_nothing(pfs: PFS, bad: str) -> None:
     pfs.create_repo("r")
-    with pytest.raises(errors.InvalidPath):
-        with pfs.modify_file("r", "master") as w:
-            w.put_file("/ok", [b"fine"])
-            w.put_file(bad, [b"x"])
+    with pytest.raises(errors.InvalidPath), pfs.modify_file("r", "master") as w:
+        w.put_file("/ok", [b"fine"])
+        w.put_file(bad, [b"x"])
     assert list(pfs.list_commit("r")) == []
 
 
@@ -346,7 +345,8 @@ def test_copy_file_by_reference(pfs: PFS) -> None:
     with pfs.modify_file("other", "master") as w:
         w.copy_file("r", "master", "/files", "/copied")
     assert read(pfs, "r", "master", "/file0") == b"0" * 1000
-    assert paths(pfs.list_file("r", "master", "/all/files")) == [f"/all/files/{i}" for i in range(3)]
+    assert paths(pfs.list_file("r", "master", "/all/files")) == [
+        f"/all/files/{i}" for i in range(3)]
     assert read(pfs, "other", "master", "/copied/2") == b"2" * 1000
     # Copies store no file data: at most the new index nodes' packs.
     data_bytes = sum(pfs.objects.size(k) for k in pfs.objects.list("packs/"))
@@ -390,8 +390,8 @@ def test_diff_file(pfs: PFS) -> None:
     put_files(pfs, "r", "master", {"/foo": b"bar\n"})
     d = list(pfs.diff_file("r", "master"))
     assert ("/foo", "/foo") in [(n.path, o.path) for n, o in d if n and o]
-    old = [o for n, o in d if o and o.path == "/foo"][0]
-    assert old.hash != [n for n, _ in d if n and n.path == "/foo"][0].hash
+    old = next(o for n, o in d if o and o.path == "/foo")
+    assert old.hash != next(n for n, _ in d if n and n.path == "/foo").hash
 
 
 # --- provenance ----------------------------------------------------------------
@@ -401,7 +401,8 @@ def test_provenance_closure_and_same_id_propagation(pfs: PFS) -> None:
     for r in "ABCDE":
         pfs.create_repo(r)
     pfs.create_branch("B", "master", provenance=[BranchRef("A", "master")])
-    pfs.create_branch("C", "master", provenance=[BranchRef("B", "master"), BranchRef("E", "master")])
+    pfs.create_branch("C", "master",
+                      provenance=[BranchRef("B", "master"), BranchRef("E", "master")])
     pfs.create_branch("D", "master", provenance=[BranchRef("C", "master")])
     assert len(pfs.inspect_branch("B", "master").provenance) == 1
     assert len(pfs.inspect_branch("C", "master").provenance) == 3
@@ -429,7 +430,8 @@ def test_commit_state_ready_waits_for_provenance(pfs: PFS) -> None:
     with pytest.raises(errors.TuskError, match="timed out"):
         pfs.inspect_commit("B", a.id, wait=CommitState.READY, timeout=0.3)
     pfs.finish_commit("A", a.id)
-    assert pfs.inspect_commit("B", a.id, wait=CommitState.READY, timeout=5).state == CommitState.READY
+    ready = pfs.inspect_commit("B", a.id, wait=CommitState.READY, timeout=5)
+    assert ready.state == CommitState.READY
 
 
 def test_branch_rules(pfs: PFS) -> None:

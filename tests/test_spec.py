@@ -62,7 +62,9 @@ def test_minimal_spec_defaults() -> None:
 
 def test_default_image() -> None:
     d = spec(transform={"cmd": ["true"]})
-    assert spec_from_dict(d).transform.image == DEFAULT_IMAGE == "ubuntu:20.04"
+    # No image: the spec keeps "" and the daemon's --default-image applies.
+    assert spec_from_dict(d).transform.image == ""
+    assert DEFAULT_IMAGE == "ubuntu:20.04"
 
 
 def test_yaml_spec_and_glob_cleaning() -> None:
@@ -308,7 +310,8 @@ FULL: dict[str, Any] = {
     },
     "input": {
         "cross": [
-            {"union": [{"pfs": {"repo": "a", "glob": "/*"}}, {"pfs": {"repo": "b", "name": "a", "glob": "/"}}]},
+            {"union": [{"pfs": {"repo": "a", "glob": "/*"}},
+                       {"pfs": {"repo": "b", "name": "a", "glob": "/"}}]},
             {
                 "group": [
                     {

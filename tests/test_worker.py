@@ -67,7 +67,7 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Any]:
         try:
             list(client.list_repo())  # a stream: iterate to make the call
             break
-        except Exception:  # noqa: BLE001 - the daemon is still starting
+        except Exception:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)

@@ -125,7 +125,7 @@ def _stream(fn: Callable[[_Self, _Req, grpc.ServicerContext], Iterator[_R]]
     def wrapper(self: _Self, request: _Req, context: grpc.ServicerContext) -> Iterator[_R]:
         try:
             yield from fn(self, request, context)
-        except Exception as exc:  # noqa: BLE001 -- every error must become a status
+        except Exception as exc:
             _abort(context, exc)
     return wrapper
 
@@ -643,7 +643,7 @@ class _Prefetch:
                 if not self._put(item):
                     return
             self._put(self._END)
-        except BaseException as exc:  # noqa: BLE001 -- handed to the consumer, raised there
+        except BaseException as exc:
             self._put(_Raised(exc))
 
     def __iter__(self) -> Iterator[Any]:
