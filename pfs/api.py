@@ -20,6 +20,7 @@ downstream of it (branch provenance), recording the exact upstream commits.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -42,7 +43,6 @@ from pfs.blobs import (
 )
 from pfs.changes import SPILL_AT, ChangeRun, merge_layers, read_layer, write_layer
 from pfs.errors import (
-    AlreadyExists,
     BranchNotFound,
     CommitFinished,
     CommitNotFound,
@@ -214,6 +214,33 @@ class PFS:
     def _get_commit(self, repo: str, cid: str) -> CommitRec | None:
         kv = self.meta.get(keys.commit(repo, cid))
         return _load(CommitRec, kv.value) if kv else None
+
+    def get_commit(self, repo: str, cid: str) -> CommitRec | None:
+        """The record of commit ``cid`` (a full ID, no ref syntax) in ``repo``,
+        or None when there is none. One metadata read; for services built on
+        PFS (PPS) that track commits by ID."""
+        return self._get_commit(repo, cid)
+
+    def commit_tree(self, repo: str, cid: str) -> Tree:
+        """The file index of commit ``cid`` as it is now (an open commit:
+        its parent plus the layers written so far).
+
+        Raises:
+            NotFound: no such commit.
+        """
+        rec = self._get_commit(repo, cid)
+        if rec is None:
+            raise NotFound(f"commit {repo}@{cid} not found (it may have been deleted or "
+                           "squashed)")
+        return self._commit_tree(rec)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold PFS's lock on changes of this process: no repo, branch or
+        commit changes here meanwhile. For a service that must create its
+        own records and PFS's together (a pipeline and its output repo)."""
+        with self._lock:
+            yield
 
     def _branches(self, repo: str) -> list[BranchRec]:
         return [_load(BranchRec, kv.value) for kv in self.meta.range(keys.branch_prefix(repo))]
@@ -456,8 +483,8 @@ class PFS:
             k = todo.pop()
             if k in seen or k == start:
                 continue
-            seen.append(k)  # type: ignore[arg-type]
-            todo.extend(tuple(e) for e in edges(k))  # type: ignore[arg-type]
+            seen.append(k)
+            todo.extend(tuple(e) for e in edges(k))
         return seen
 
     def inspect_branch(self, repo: str, branch: str) -> BranchInfo:
@@ -586,7 +613,8 @@ class PFS:
 
     # -- commit transactions ---------------------------------------------------
 
-    def _provenance_heads(self, b: BranchRec, new: dict[tuple[str, str], CommitRec]) -> list[list[str]]:
+    def _provenance_heads(self, b: BranchRec,
+                          new: dict[tuple[str, str], CommitRec]) -> list[list[str]]:
         out = []
         for pr, pn in b.provenance:
             if (pr, pn) in new:
@@ -599,7 +627,8 @@ class PFS:
 
     def _commit_txn(self, commits: list[CommitRec], branches: list[BranchRec],
                     created_on: BranchRec | None, set_id: str,
-                    extra_ops: Sequence[Op] = (), compares: Sequence[Compare] = ()) -> list[CommitRec]:
+                    extra_ops: Sequence[Op] = (),
+                    compares: Sequence[Compare] = ()) -> list[CommitRec]:
         """Write ``commits`` and ``branches`` plus, for the branch a commit was
         created on, a propagated AUTO commit with ID ``set_id`` on every
         downstream branch. One transaction. Returns the propagated commits."""
@@ -767,7 +796,8 @@ class PFS:
             c.size = tree.size()
             c.finished = self.clock()
             c.layers = 0
-            ops: list[Op] = [Put(keys.commit(repo, cid), _dump(c)), Delete(keys.finishing(repo, cid))]
+            ops: list[Op] = [Put(keys.commit(repo, cid), _dump(c)),
+                             Delete(keys.finishing(repo, cid))]
             ops += [Delete(kv.key) for kv in self.meta.range(keys.layer_prefix(repo, cid))]
             self.meta.txn([], ops[:120])
             for op in ops[120:]:
@@ -890,7 +920,8 @@ class PFS:
                     return self._commit_info(rec)
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    raise TuskError(f"timed out waiting for commit {repo}@{c.id} to be {wait.value}")
+                    raise TuskError(
+                        f"timed out waiting for commit {repo}@{c.id} to be {wait.value}")
                 # Poll too: another process may finish commits in a shared store.
                 self._changed.wait(0.5 if left is None else min(0.5, left))
 
@@ -948,7 +979,8 @@ class PFS:
             if self._children(repo, c.id):
                 raise FailedPrecondition(
                     f"cannot drop commit {repo}@{c.id}: it has children (drop them first)")
-            ops: list[Op] = [Delete(keys.commit(repo, c.id)), Delete(keys.commitset_member(c.id, repo)),
+            ops: list[Op] = [Delete(keys.commit(repo, c.id)),
+                             Delete(keys.commitset_member(c.id, repo)),
                              Delete(keys.finishing(repo, c.id))]
             if c.parent:
                 ops.append(Delete(keys.child(repo, c.parent, c.id)))
@@ -973,7 +1005,8 @@ class PFS:
 
     def inspect_commit_set(self, set_id: str, wait: bool = False) -> list[CommitInfo]:
         out = []
-        members = [kv.key.rsplit("/", 1)[1] for kv in self.meta.range(keys.commitset_prefix(set_id))]
+        members = [kv.key.rsplit("/", 1)[1]
+                   for kv in self.meta.range(keys.commitset_prefix(set_id))]
         if not members:
             raise NotFound(f"commit set {set_id} not found")
         for repo in members:
@@ -1169,7 +1202,7 @@ class PFS:
         if old_path is not None and clean_dir_path(old_path) != path:
             raise InvalidArgument("diff file compares the same path in two commits; "
                                   "give OLD as REPO@COMMIT:PATH with the same path")
-        for n, o in new_tree.diff(old_tree, path if path == "/" else path):
+        for n, o in new_tree.diff(old_tree, path):
             yield (self._file_info(new_repo, new_c, n) if n is not None else None,
                    self._file_info(old_repo, old_c, o) if o is not None and old_c else None)
 
@@ -1260,7 +1293,8 @@ class FileWriter:
             self._layers.append(write_layer(self.pfs.objects, self._run.sorted_changes()))
             self._run.clear()
 
-    def put_file(self, path: str, data: Iterable[bytes], append: bool = False, datum: str = "") -> None:
+    def put_file(self, path: str, data: Iterable[bytes], append: bool = False,
+                 datum: str = "") -> None:
         p = clean_path(path)
         if p == "/":
             raise InvalidArgument("cannot put a file at the root path '/': give a file name")
@@ -1344,7 +1378,6 @@ class FileWriter:
         if self._closed:
             raise FailedPrecondition("this file writer is already closed")
         self._closed = True
-        pfs = self.pfs
         try:
             if self.target is not None:
                 return self._close_into_open_commit()
@@ -1422,4 +1455,4 @@ def open_pfs(data_dir: str, metadata_url: str | None = None,
     return PFS(meta, BlobStore(objects, index), recover=recover)
 
 
-__all__ = ["PFS", "FileWriter", "open_pfs", "new_id", "replace"]
+__all__ = ["PFS", "FileWriter", "new_id", "open_pfs", "replace"]

@@ -81,7 +81,8 @@ class JobInfo:
     output_commit: CommitRef
     input_commits: tuple[CommitRef, ...] = ()
     restart: int = 0
-    stats: dict[str, float] = field(default_factory=dict)  # download/process/upload seconds and bytes
+    # download/process/upload seconds and bytes
+    stats: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,9 @@ __all__ = [
     "spec_from_dict",
 ]
 
-DEFAULT_IMAGE = "ubuntu:20.04"  # Pachyderm's DefaultUserImage
+#: Pachyderm's DefaultUserImage. A spec without ``transform.image`` keeps ""
+#: and runs in the daemon's ``--default-image``, which defaults to this.
+DEFAULT_IMAGE = "ubuntu:20.04"
 DEFAULT_DATUM_TRIES = 3  # Pachyderm's DefaultDatumTries
 DEFAULT_PROJECT = "default"
 MAX_NAME_LENGTH = 63
@@ -219,7 +221,7 @@ class Transform:
     """``transform``: what to run for each datum, and in which image."""
 
     cmd: tuple[str, ...]
-    image: str = DEFAULT_IMAGE
+    image: str = ""  # "": the daemon's --default-image
     stdin: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     err_cmd: tuple[str, ...] = ()
@@ -521,7 +523,8 @@ def _load_documents(text: str) -> list[Any]:
             except json.JSONDecodeError as e:
                 raise InvalidSpec(
                     "",
-                    f"cannot parse pipeline spec as JSON: {e.msg} (line {e.lineno} column {e.colno})",
+                    f"cannot parse pipeline spec as JSON: {e.msg} "
+                    f"(line {e.lineno} column {e.colno})",
                 ) from e
             docs.extend(obj if isinstance(obj, list) else [obj])
     else:
@@ -632,7 +635,7 @@ def _transform(raw: Any) -> Transform:
         )
     return Transform(
         cmd=cmd,
-        image=_str(t.get("image") or DEFAULT_IMAGE, "transform.image"),
+        image=_str(t.get("image") or "", "transform.image"),
         stdin=_str_list(t.get("stdin"), "transform.stdin"),
         env=_str_map(t.get("env"), "transform.env"),
         err_cmd=_str_list(t.get("err_cmd"), "transform.err_cmd"),
@@ -691,7 +694,8 @@ def _input(raw: Any, path: str, pipeline: PipelineRef) -> Input:
                     jpath = f"{cpath}.join[{missing[0]}].pfs.group_by"
                     raise InvalidSpec(
                         jpath,
-                        f'"{jpath}" is required in a group (e.g. "$1", a capture group of the glob)',
+                        f'"{jpath}" is required in a group '
+                        '(e.g. "$1", a capture group of the glob)',
                     )
                 continue
             if c.pfs is None:
@@ -981,7 +985,8 @@ def _name(value: Any, path: str) -> str:
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidSpec(
             path,
-            f'"{path}": name ({name}) invalid: {len(name)} characters, at most {MAX_NAME_LENGTH} allowed',
+            f'"{path}": name ({name}) invalid: {len(name)} characters, '
+            f"at most {MAX_NAME_LENGTH} allowed",
         )
     return name
 

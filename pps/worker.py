@@ -10,24 +10,30 @@ long-lived container) and a scratch directory. For each datum it
 3. uploads every file the code wrote to ``scratch/out`` (``/pfs/out``) as
    chunks into packs, tagged with the datum ID,
 
-and returns a :class:`DatumResult`. The caller (``pps.api``) batches results
-per work unit into one object; nothing here touches metadata.
+and returns a :class:`~pps.records.DatumResult`. The caller
+(``pps.controller.worker_loop``) batches results per work unit into one
+object; nothing here touches metadata.
+
+Output is untrusted: see :meth:`DatumWorker._collect` for how links and
+special files under ``/pfs/out`` are handled without touching the host.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
 import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pfs.blobs import BlobWriter, ChunkRef
 from pfs.errors import InvalidPath, TuskError
 from pfs.paths import clean_path
 from pfs.tree import DirEntry, FileEntry, Tree
+from pps.records import DatumInputRec, DatumResult, OutputFile, PlannedDatum
 from pps.runners import DatumRun, RunResult, Session
 from pps.spec import PipelineSpec
 
@@ -35,73 +41,10 @@ LOG_TAIL = 64 * 1024
 PIECE = 4 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class DatumInputRec:
-    """One input of a planned datum (what ``pps.datums.DatumInput`` carries)."""
-
-    name: str
-    repo: str
-    branch: str
-    commit: str
-    path: str
-    is_dir: bool
-    hash: str
-    join_on: str = ""
-    group_by: str = ""
-    empty_files: bool = False
-
-    def encode(self) -> list[Any]:
-        return [self.name, self.repo, self.branch, self.commit, self.path, self.is_dir,
-                self.hash, self.join_on, self.group_by, self.empty_files]
-
-    @staticmethod
-    def decode(v: list[Any]) -> DatumInputRec:
-        return DatumInputRec(*v)
-
-
-@dataclass(frozen=True)
-class PlannedDatum:
-    id: str
-    hash: str
-    inputs: tuple[DatumInputRec, ...]
-
-    def encode(self) -> list[Any]:
-        return [self.id, self.hash, [i.encode() for i in self.inputs]]
-
-    @staticmethod
-    def decode(v: list[Any]) -> PlannedDatum:
-        return PlannedDatum(v[0], v[1], tuple(DatumInputRec.decode(i) for i in v[2]))
-
-
-@dataclass
-class OutputFile:
-    path: str
-    size: int
-    chunks: list[ChunkRef]
-
-    def encode(self) -> list[Any]:
-        return [self.path, self.size, [list(c) for c in self.chunks]]
-
-
-@dataclass
-class DatumResult:
-    id: str
-    hash: str
-    state: str  # "success" | "failed" | "recovered"
-    reason: str = ""
-    attempts: int = 0
-    started: float = 0.0
-    duration: float = 0.0
-    outputs: list[OutputFile] = field(default_factory=list)
-    logs: list[tuple[float, str, str]] = field(default_factory=list)  # (ts, stream, text)
-    stats: dict[str, float] = field(default_factory=dict)
-
-    def encode(self) -> dict[str, Any]:
-        return {"id": self.id, "hash": self.hash, "state": self.state, "reason": self.reason,
-                "attempts": self.attempts, "started": self.started, "duration": self.duration,
-                "outputs": [o.encode() for o in self.outputs],
-                "logs": [list(x) for x in self.logs], "stats": self.stats}
-
+# The steps of an attempt, named in the reason of an unexpected exception.
+_STAGE = "staging the datum's inputs"
+_RUN = "running the user code"
+_UPLOAD = "uploading the datum's outputs"
 
 TreeFor = Callable[[str, str], Tree]  # (repo, commit) -> tree
 
@@ -120,6 +63,7 @@ class DatumWorker:
         self.new_writer = writer
         self.in_dir = os.path.join(scratch, "in")
         self.out_dir = os.path.join(scratch, "out")
+        self._step = _STAGE
 
     # -- staging ---------------------------------------------------------------
 
@@ -183,80 +127,327 @@ class DatumWorker:
     # -- running ---------------------------------------------------------------
 
     def run(self, job_id: str, d: PlannedDatum) -> DatumResult:
-        """Process one datum (with retries); never raises for user-code failures."""
-        t = self.spec.transform
+        """Process one datum (with retries).
+
+        Never raises for a failure of the user code, the runner or this
+        worker's own steps: any exception while staging, running, collecting
+        or uploading becomes the attempt's failure reason and counts toward
+        ``datum_tries``, so a datum always ends.
+        """
         res = DatumResult(id=d.id, hash=d.hash, state="failed", started=time.time())
         tries = max(1, self.spec.datum_tries)
-        accept = {0, *t.accept_return_code}
         t0 = time.monotonic()
         for attempt in range(1, tries + 1):
             res.attempts = attempt
-            self._reset_dirs()
             try:
-                td = time.monotonic()
-                inputs, nin = self._stage(d.inputs)
-                res.stats["download_seconds"] = time.monotonic() - td
-                res.stats["download_bytes"] = float(nin)
-            except TuskError as e:
-                res.reason = f"could not read the datum's input files: {e}"
-                res.logs.append((time.time(), "system", res.reason))
-                continue
-            env = self._env(job_id, d)
-            run = DatumRun(cmd=tuple(t.cmd), stdin=_stdin(t.stdin), env=env, inputs=inputs,
-                           out_dir=self.out_dir, timeout=self.spec.datum_timeout)
-            tp = time.monotonic()
-            rr = self.session.run(run)
-            res.stats["process_seconds"] = time.monotonic() - tp
-            _log_output(res, rr)
-            if rr.error == "" and not rr.timed_out and rr.exit_code in accept:
-                tu = time.monotonic()
-                try:
-                    res.outputs, nout = self._collect()
-                except InvalidPath as e:
-                    res.reason = ("cannot upload file produced by the user code because its "
-                                  f"name cannot be represented in PFS: {e}")
-                    res.logs.append((time.time(), "system", res.reason))
-                    continue
-                res.stats["upload_seconds"] = time.monotonic() - tu
-                res.stats["upload_bytes"] = float(nout)
-                res.state = "success"
-                res.reason = ""
-                break
-            res.reason = _failure_reason(rr, self.spec.datum_timeout)
-            res.logs.append((time.time(), "system",
-                             f"errored running user code (attempt {attempt}/{tries}): {res.reason}"))
-            if t.err_cmd:
-                er = self.session.run(DatumRun(cmd=tuple(t.err_cmd), stdin=_stdin(t.err_stdin),
-                                               env=env, inputs=inputs, out_dir=self.out_dir,
-                                               timeout=self.spec.datum_timeout))
-                _log_output(res, er)
-                if er.error == "" and er.exit_code == 0:
-                    res.state = "recovered"
-                    res.outputs = []
-                    res.logs.append((time.time(), "system",
-                                     "err_cmd succeeded: datum recovered (no output written)"))
+                if self._attempt(job_id, d, res, attempt, tries):
                     break
+            except Exception as e:  # a bug or an I/O error of ours: still the datum's end
+                res.outputs = []
+                res.reason = f"{self._step} failed: {type(e).__name__}: {e}"
+                res.logs.append((time.time(), "system",
+                                 f"attempt {attempt}/{tries}: {res.reason}"))
         res.duration = time.monotonic() - t0
-        self._reset_dirs()
+        try:
+            self._reset_dirs()
+        except OSError as e:
+            res.logs.append((time.time(), "system", f"could not clean the scratch: {e}"))
         return res
 
-    def _collect(self) -> tuple[list[OutputFile], int]:
-        """Upload every file under ``/pfs/out`` (symlinks followed)."""
+    def _attempt(self, job_id: str, d: PlannedDatum, res: DatumResult, attempt: int,
+                 tries: int) -> bool:
+        """One attempt at ``d``; True when the datum is done (success or recovered)."""
+        t = self.spec.transform
+        accept = {0, *t.accept_return_code}
+        self._step = _STAGE
+        self._reset_dirs()
+        try:
+            td = time.monotonic()
+            inputs, nin = self._stage(d.inputs)
+            res.stats["download_seconds"] = time.monotonic() - td
+            res.stats["download_bytes"] = float(nin)
+        except TuskError as e:
+            res.reason = f"could not read the datum's input files: {e}"
+            res.logs.append((time.time(), "system", res.reason))
+            return False
+        env = self._env(job_id, d)
+        run = DatumRun(cmd=tuple(t.cmd), stdin=_stdin(t.stdin), env=env, inputs=inputs,
+                       out_dir=self.out_dir, timeout=self.spec.datum_timeout)
+        self._step = _RUN
+        tp = time.monotonic()
+        rr = self.session.run(run)
+        res.stats["process_seconds"] = time.monotonic() - tp
+        _log_output(res, rr)
+        if rr.error == "" and not rr.timed_out and rr.exit_code in accept:
+            self._step = _UPLOAD
+            tu = time.monotonic()
+            try:
+                res.outputs, nout = self._collect(d)
+            except InvalidPath as e:
+                res.reason = ("cannot upload file produced by the user code because its "
+                              f"name cannot be represented in PFS: {e}")
+                res.logs.append((time.time(), "system", res.reason))
+                return False
+            except BadOutput as e:
+                res.outputs = []
+                res.reason = str(e)
+                res.logs.append((time.time(), "system", res.reason))
+                return False
+            res.stats["upload_seconds"] = time.monotonic() - tu
+            res.stats["upload_bytes"] = float(nout)
+            res.state = "success"
+            res.reason = ""
+            return True
+        res.reason = _failure_reason(rr, self.spec.datum_timeout)
+        res.logs.append((time.time(), "system",
+                         f"errored running user code (attempt {attempt}/{tries}): {res.reason}"))
+        if t.err_cmd:
+            self._step = _RUN
+            er = self.session.run(DatumRun(cmd=tuple(t.err_cmd), stdin=_stdin(t.err_stdin),
+                                           env=env, inputs=inputs, out_dir=self.out_dir,
+                                           timeout=self.spec.datum_timeout))
+            _log_output(res, er)
+            if er.error == "" and er.exit_code == 0:
+                res.state = "recovered"
+                res.outputs = []
+                res.logs.append((time.time(), "system",
+                                 "err_cmd succeeded: datum recovered (no output written)"))
+                return True
+        return False
+
+    def _collect(self, d: PlannedDatum) -> tuple[list[OutputFile], int]:
+        """Upload what the user code left under ``/pfs/out``.
+
+        Security: everything under ``out_dir`` was made by untrusted code, so
+        nothing here follows a link on the host. The tree is walked with
+        ``lstat``; regular files are opened with ``O_NOFOLLOW | O_NONBLOCK``
+        and checked again with ``fstat``; a symlink is resolved the way the
+        *container* sees it (:class:`_OutputLinks`), and may only name the
+        datum's own inputs (stored by reference: no bytes copied) or other
+        output files. Anything else fails the datum with :class:`BadOutput`.
+        """
+        links = _OutputLinks(self, d)
         outputs: list[OutputFile] = []
         writer = self.new_writer()
         total = 0
-        for root, dirs, files in os.walk(self.out_dir, followlinks=True):
-            dirs.sort()
-            for name in sorted(files):
-                full = os.path.join(root, name)
-                rel = os.path.relpath(full, self.out_dir)
-                path = clean_path("/" + rel.replace(os.sep, "/"))
-                with open(full, "rb") as fh:
-                    refs, size = writer.write_stream(iter(lambda: fh.read(PIECE), b""))
-                outputs.append(OutputFile(path, size, refs))
-                total += size
+        for path, src in links.walk():
+            if isinstance(src, InputFile):  # by reference: no bytes copied
+                outputs.append(OutputFile(path, src.entry.size, tuple(src.tree.chunks(src.entry))))
+                total += src.entry.size
+                continue
+            fd = _open_regular(src, path)
+            with os.fdopen(fd, "rb") as fh:
+                refs, size = writer.write_stream(iter(lambda: fh.read(PIECE), b""))
+            outputs.append(OutputFile(path, size, tuple(refs)))
+            total += size
         writer.flush()
         return outputs, total
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """An input file that a link in ``/pfs/out`` names: output by reference."""
+
+    entry: FileEntry
+    tree: Tree
+
+
+class BadOutput(Exception):
+    """Something under ``/pfs/out`` cannot become an output file; the message
+    names it and says what to do instead."""
+
+
+_LINK_FIX = "write the file into /pfs/out instead of linking it"
+_MAX_LINKS = 40  # symlinks followed while resolving one path (Linux's own limit)
+
+
+class _OutputLinks:
+    """Walks ``/pfs/out`` and resolves its symlinks in the datum's namespace.
+
+    The namespace is the one user code saw: ``/pfs/out/...`` is
+    ``worker.out_dir``, ``/pfs/<input>/...`` is the datum's staged input, and
+    every other path (the image's files, the host's) is *outside*: a link
+    there is refused, never opened. Resolution goes one component at a time,
+    so ``..`` and links inside link targets behave as the kernel would.
+    """
+
+    def __init__(self, worker: DatumWorker, d: PlannedDatum) -> None:
+        self.w = worker
+        self.inputs = {i.name: i for i in d.inputs}
+
+    def _host(self, vpath: str) -> tuple[str, str] | None:
+        """``(kind, host path)`` of a container path under ``/pfs``; None outside."""
+        parts = vpath.strip("/").split("/")
+        if len(parts) < 2 or parts[0] != "pfs":
+            return None
+        rest = "/".join(parts[2:])
+        if parts[1] == "out":
+            return "out", os.path.join(self.w.out_dir, rest)
+        if parts[1] in self.inputs:
+            return parts[1], os.path.join(self.w.in_dir, parts[1], rest)
+        return None
+
+    def resolve(self, link_vpath: str) -> tuple[str, str, str]:
+        """Resolve the link at container path ``link_vpath``.
+
+        Returns:
+            ``(kind, final container path, host path)``; kind is ``"out"`` or
+            an input name.
+
+        Raises:
+            BadOutput: dangling, a loop, or a target outside the datum's inputs
+                and outputs.
+        """
+        host = self._host(link_vpath)
+        assert host is not None
+        first = os.readlink(host[1])
+        todo = [c for c in first.split("/") if c]
+        cur = "/" if first.startswith("/") else posixpath.dirname(link_vpath)
+        hops = 1
+
+        def bad(why: str) -> BadOutput:
+            return BadOutput(f"/pfs/out{link_vpath[len('/pfs/out'):]} is a symlink to "
+                             f"{first!r}, {why}; {_LINK_FIX}")
+
+        while todo:
+            c = todo.pop(0)
+            if c == ".":
+                continue
+            if c == "..":
+                cur = posixpath.dirname(cur)
+                continue
+            nxt = posixpath.join(cur, c)
+            if nxt == "/pfs":
+                cur = nxt
+                continue
+            mapped = self._host(nxt)
+            if mapped is None:
+                return_path = nxt if not todo else posixpath.join(nxt, *todo)
+                raise bad(f"which resolves to {return_path}, outside the datum's inputs "
+                          "(/pfs/<input>/...) and /pfs/out")
+            try:
+                st = os.lstat(mapped[1])
+            except (FileNotFoundError, NotADirectoryError):
+                raise bad(f"which does not exist in the datum's view ({nxt}): a link "
+                          "may only name files of this datum's own inputs") from None
+            if stat.S_ISLNK(st.st_mode):
+                hops += 1
+                if hops > _MAX_LINKS:
+                    raise bad(f"which is a loop (more than {_MAX_LINKS} links deep)")
+                target = os.readlink(mapped[1])
+                todo = [x for x in target.split("/") if x] + todo
+                if target.startswith("/"):
+                    cur = "/"
+                continue
+            if todo and not stat.S_ISDIR(st.st_mode):
+                raise bad(f"which goes through {nxt}, not a directory")
+            cur = nxt
+        final = self._host(cur)
+        if final is None or cur.rstrip("/").count("/") < 2:
+            raise bad(f"which resolves to {cur}, not a file or directory of the datum's "
+                      "inputs or outputs")
+        return final[0], cur, final[1]
+
+    def walk(self) -> Iterator[tuple[str, str | InputFile]]:
+        """``(output path, source)`` for every output file, sorted by path.
+
+        A source is a host path of a regular file under ``out_dir`` (to be
+        opened safely) or the index entry of an input file.
+        """
+        yield from self._walk_dir(self.w.out_dir, "/", set())
+
+    def _walk_dir(self, host_dir: str, out_path: str,
+                  active: set[tuple[int, int]]) -> Iterator[tuple[str, str | InputFile]]:
+        st = os.lstat(host_dir)
+        key = (st.st_dev, st.st_ino)
+        if key in active:
+            raise BadOutput(f"/pfs/out{out_path.rstrip('/')} links back to a directory that "
+                            f"contains it (a loop); {_LINK_FIX}")
+        active = active | {key}
+        with os.scandir(host_dir) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            path = posixpath.join(out_path, e.name)
+            clean = clean_path(path)
+            st = e.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                yield from self._walk_dir(e.path, path, active)
+            elif stat.S_ISREG(st.st_mode):
+                yield clean, e.path
+            elif stat.S_ISLNK(st.st_mode):
+                yield from self._walk_link(self._vpath(e.path), path, active)
+            else:
+                raise BadOutput(f"/pfs/out{path} is a {_kind(st.st_mode)}, which cannot be an "
+                                "output file: write a regular file instead")
+
+    def _vpath(self, host_path: str) -> str:
+        rel = os.path.relpath(host_path, self.w.out_dir)
+        return "/pfs/out/" + rel.replace(os.sep, "/")
+
+    def _walk_link(self, vpath: str, out_path: str,
+                   active: set[tuple[int, int]]) -> Iterator[tuple[str, str | InputFile]]:
+        kind, target, host = self.resolve(vpath)
+        st = os.lstat(host)
+        if kind == "out":
+            if stat.S_ISDIR(st.st_mode):
+                yield from self._walk_dir(host, out_path, active)
+            elif stat.S_ISREG(st.st_mode):
+                yield clean_path(out_path), host
+            else:
+                raise BadOutput(f"/pfs/out{out_path} links to {target}, a "
+                                f"{_kind(st.st_mode)}: write a regular file instead")
+            return
+        # An input of this datum: its content by reference, from the commit's index.
+        inp = self.inputs[kind]
+        tree = self.w.tree_for(inp.repo, inp.commit)
+        base_pfs = target[len(f"/pfs/{kind}"):] or "/"
+        staged_root = os.path.join(self.w.in_dir, kind)
+        if stat.S_ISREG(st.st_mode):
+            files = [(clean_path(out_path), base_pfs)]
+        else:
+            files = []
+            for root, dirs, names in os.walk(host):  # our own staging: no links in it
+                dirs.sort()
+                for n in sorted(names):
+                    full = os.path.join(root, n)
+                    pfs_path = "/" + os.path.relpath(full, staged_root).replace(os.sep, "/")
+                    rel = os.path.relpath(full, host).replace(os.sep, "/")
+                    files.append((clean_path(posixpath.join(out_path, rel)), pfs_path))
+        for opath, pfs_path in files:
+            entry = tree.lookup(pfs_path)
+            if not isinstance(entry, FileEntry):
+                raise BadOutput(f"/pfs/out{out_path} links to {target}, which is not in input "
+                                f"{kind}'s commit {inp.commit}; {_LINK_FIX}")
+            yield opath, InputFile(entry, tree)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device file"
+    return "special file"
+
+
+def _open_regular(host_path: str, out_path: str) -> int:
+    """Open an output file for reading without following links or blocking.
+
+    ``O_NOFOLLOW`` and ``O_NONBLOCK`` make a file swapped for a link or a FIFO
+    after the walk fail here instead of leading the worker elsewhere or
+    hanging it; ``fstat`` checks that what was opened is a regular file.
+    """
+    try:
+        fd = os.open(host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise BadOutput(f"/pfs/out{out_path} could not be read safely ({e.strerror}): "
+                        "write a regular file instead") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BadOutput(f"/pfs/out{out_path} is not a regular file: write a regular file instead")
+    os.set_blocking(fd, True)
+    return fd
 
 
 def _stdin(lines: tuple[str, ...]) -> bytes | None:

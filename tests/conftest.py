@@ -9,6 +9,7 @@ and says why; with ``CI=true`` it fails instead.
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 
@@ -20,6 +21,34 @@ import pytest
 from pfs.api import PFS, open_pfs
 
 pytest_plugins = ["tests.fixtures.etcd", "tests.fixtures.s3"]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: The shell-only image ``deploy/images/build.sh`` builds from Debian packages.
+IMAGE = "tusk/busybox:latest"
+
+
+def _docker_ok() -> tuple[bool, str]:
+    try:
+        import docker
+
+        docker.from_env(timeout=5).ping()
+        return True, ""
+    except Exception as e:
+        return False, str(e)
+
+
+@pytest.fixture(scope="session")
+def busybox_image() -> str:
+    ok, why = _docker_ok()
+    if not ok:
+        msg = f"no Docker engine ({why}): run deploy/services.sh up"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    subprocess.run(["bash", os.path.join(ROOT, "deploy/images/build.sh")], check=True,
+                   capture_output=True)
+    return IMAGE
+
 
 BACKENDS = ["memory", "embedded", "real"]
 

@@ -22,34 +22,13 @@ from pfs import errors
 from pfs.api import PFS, open_pfs
 from pps.api import PPS
 from pps.model import JobState
+from tests.conftest import IMAGE, _docker_ok
+
+__all__ = ["IMAGE", "_docker_ok"]  # other test modules import them from here
 
 pytestmark = pytest.mark.docker
 
-IMAGE = "tusk/busybox:latest"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _docker_ok() -> tuple[bool, str]:
-    try:
-        import docker
-
-        docker.from_env(timeout=5).ping()
-        return True, ""
-    except Exception as e:  # noqa: BLE001 - any failure means "no engine"
-        return False, str(e)
-
-
-@pytest.fixture(scope="session")
-def busybox_image() -> str:
-    ok, why = _docker_ok()
-    if not ok:
-        msg = f"no Docker engine ({why}): run deploy/services.sh up"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    subprocess.run(["bash", os.path.join(ROOT, "deploy/images/build.sh")], check=True,
-                   capture_output=True)
-    return IMAGE
 
 
 @pytest.fixture
@@ -161,7 +140,8 @@ def test_failure_retries_reason_and_downstream_unrunnable(env: tuple[PFS, PPS]) 
     pfs, pps = env
     pfs.create_repo("data")
     put(pfs, "data", {"/ok": b"1", "/bad": b"2"})
-    cmd = 'if [ -e /pfs/data/bad ]; then echo "cannot parse bad" >&2; exit 3; fi; cp /pfs/data/* /pfs/out/'
+    cmd = ('if [ -e /pfs/data/bad ]; then echo "cannot parse bad" >&2; exit 3; fi; '
+           'cp /pfs/data/* /pfs/out/')
     pps.create_pipeline(spec("fails", cmd, pfs_in("data"), datum_tries=2))
     pps.create_pipeline(spec("after", "cp -r /pfs/fails/* /pfs/out/ 2>/dev/null; true",
                              pfs_in("fails")))
@@ -171,7 +151,8 @@ def test_failure_retries_reason_and_downstream_unrunnable(env: tuple[PFS, PPS]) 
     assert "exit" in j.reason and "3" in j.reason and "cannot parse bad" in j.reason
     assert (j.data_failed, j.data_processed) == (1, 1)
     assert pfs.inspect_commit("fails", jid).error == j.reason
-    tries = [m.message for m in pps.get_logs("fails", jid) if "errored running user code" in m.message]
+    tries = [m.message for m in pps.get_logs("fails", jid)
+             if "errored running user code" in m.message]
     assert len(tries) == 2
     # "after" was created after that commit: its first job has its own ID.
     down = wait_job(pps, "after", pps.list_job("after")[0].id)
@@ -193,7 +174,8 @@ def test_chained_pipelines_share_the_commit_id(env: tuple[PFS, PPS]) -> None:
     pfs.create_repo("data")
     put(pfs, "data", {"/a": b"abc"})
     pps.create_pipeline(spec("one", "cp /pfs/data/* /pfs/out/", pfs_in("data")))
-    pps.create_pipeline(spec("two", 'for f in /pfs/one/*; do rev "$f" > /pfs/out/$(basename $f); done',
+    pps.create_pipeline(spec("two",
+                             'for f in /pfs/one/*; do rev "$f" > /pfs/out/$(basename $f); done',
                              pfs_in("one")))
     cid = put(pfs, "data", {"/b": b"xyz\n"})
     assert wait_job(pps, "one", cid).state == JobState.SUCCESS
@@ -209,7 +191,8 @@ def test_update_keeps_outputs_until_inputs_change_reprocess_reruns(env: tuple[PF
     put(pfs, "data", {"/a": b"1"})
     pps.create_pipeline(spec("upd", "echo foo > /pfs/out/a", pfs_in("data")))
     wait_job(pps, "upd", pps.list_job("upd")[0].id)
-    pps.create_pipeline(spec("upd", "echo bar > /pfs/out/$(ls /pfs/data)", pfs_in("data")), update=True)
+    pps.create_pipeline(spec("upd", "echo bar > /pfs/out/$(ls /pfs/data)", pfs_in("data")),
+                        update=True)
     j = wait_job(pps, "upd", pps.list_job("upd")[0].id)
     assert j.data_skipped == 1 and files(pfs, "upd")["/a"] == b"foo\n"
     put(pfs, "data", {"/b": b"2"})
@@ -226,7 +209,9 @@ def test_stop_job_and_later_jobs_proceed(env: tuple[PFS, PPS]) -> None:
     pfs, pps = env
     pfs.create_repo("data")
     put(pfs, "data", {"/slow": b"1"})
-    pps.create_pipeline(spec("sl", 'if [ -e /pfs/data/slow ]; then sleep 30; fi; cp /pfs/data/* /pfs/out/',
+    pps.create_pipeline(spec("sl",
+                             'if [ -e /pfs/data/slow ]; then sleep 30; fi; '
+                             'cp /pfs/data/* /pfs/out/',
                              pfs_in("data", "/")))
     first = pps.list_job("sl")[0].id
     deadline = time.monotonic() + 30
@@ -259,7 +244,8 @@ def test_pipeline_rules(env: tuple[PFS, PPS]) -> None:
         pfs.inspect_repo("p")
 
 
-def test_daemon_killed_mid_job_resumes_with_identical_output(busybox_image: str, tmp_path: Any) -> None:
+def test_daemon_killed_mid_job_resumes_with_identical_output(busybox_image: str,
+                                                             tmp_path: Any) -> None:
     """kill -9 of the process running PPS mid-job; a new process resumes the
     job and the output equals an uninterrupted run's."""
     data = str(tmp_path / "data")
@@ -268,8 +254,8 @@ def test_daemon_killed_mid_job_resumes_with_identical_output(busybox_image: str,
         sys.path.insert(0, {ROOT!r})
         from pfs.api import open_pfs
         from pps.api import PPS
-        import pps.api
-        pps.api.UNIT_TARGET = 2
+        import pps.controller.planner
+        pps.controller.planner.UNIT_TARGET = 2
         pfs = open_pfs({data!r})
         svc = PPS(pfs, {str(tmp_path / "scratch")!r})
         pfs.create_repo("data")
@@ -301,7 +287,7 @@ def test_daemon_killed_mid_job_resumes_with_identical_output(busybox_image: str,
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    import pps.api as api
+    import pps.controller.planner as api
 
     old = api.UNIT_TARGET
     api.UNIT_TARGET = 2
@@ -376,7 +362,8 @@ def test_err_cmd_recovers_and_accept_return_code(env: tuple[PFS, PPS]) -> None:
                                 pfs_in("data")),
                          "transform": {"image": IMAGE,
                                        "cmd": ["sh", "-c",
-                                               'test -e /pfs/data/bad && exit 1; cp /pfs/data/* /pfs/out/'],
+                                               'test -e /pfs/data/bad && exit 1; '
+                                               'cp /pfs/data/* /pfs/out/'],
                                        "err_cmd": ["true"]},
                          "datum_tries": 1})
     j = wait_job(pps, "rec", pps.list_job("rec")[0].id)
@@ -384,7 +371,8 @@ def test_err_cmd_recovers_and_accept_return_code(env: tuple[PFS, PPS]) -> None:
     assert (j.data_processed, j.data_recovered) == (1, 1)
     assert files(pfs, "rec") == {"/good": b"1"}  # a recovered datum writes no output
     pps.create_pipeline({"pipeline": {"name": "acc"},
-                         "transform": {"image": IMAGE, "cmd": ["sh", "-c", "cp /pfs/data/* /pfs/out/; exit 1"],
+                         "transform": {"image": IMAGE,
+                                       "cmd": ["sh", "-c", "cp /pfs/data/* /pfs/out/; exit 1"],
                                        "accept_return_code": [1]},
                          "input": pfs_in("data")})
     assert wait_job(pps, "acc", pps.list_job("acc")[0].id).state == JobState.SUCCESS
@@ -404,7 +392,7 @@ def test_datum_timeout_and_job_timeout(env: tuple[PFS, PPS]) -> None:
 
 def test_parallel_workers_share_datums(env: tuple[PFS, PPS]) -> None:
     pfs, pps = env
-    import pps.api as api
+    import pps.controller.planner as api
 
     pfs.create_repo("data")
     put(pfs, "data", {f"/f{i:02d}": b"x" for i in range(8)})
@@ -454,12 +442,14 @@ def test_process_runner_presents_the_same_contract(tmp_path: Any) -> None:
     try:
         pfs.create_repo("data")
         put(pfs, "data", {"/a": b"hello"})
-        pps.create_pipeline(spec("host", 'cat $data > /pfs/out/a; echo "$PACH_DATUM_ID" > /pfs/out/id',
+        pps.create_pipeline(spec("host",
+                                 'cat $data > /pfs/out/a; echo "$PACH_DATUM_ID" > /pfs/out/id',
                                  pfs_in("data")))
         j = wait_job(pps, "host", pps.list_job("host")[0].id)
         assert j.state == JobState.SUCCESS, j.reason
         out = files(pfs, "host")
-        assert out["/a"] == b"hello" and out["/id"].strip() == pfs.inspect_file("host", "master", "/a").datum.encode()
+        assert out["/a"] == b"hello"
+        assert out["/id"].strip() == pfs.inspect_file("host", "master", "/a").datum.encode()
     finally:
         pps.close()
         pfs.meta.close()

@@ -24,6 +24,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from pfs import errors
+from pps.spec import DEFAULT_IMAGE
 
 if TYPE_CHECKING:
     import grpc
@@ -66,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="seconds between garbage collections (default 600; 0 disables)")
     d.add_argument("--gc-grace", type=float, default=3600.0,
                    help="never collect objects younger than this many seconds (default 3600)")
+    d.add_argument("--default-image", default=os.environ.get("TUSK_DEFAULT_IMAGE", DEFAULT_IMAGE),
+                   help="image of a pipeline whose transform names none (default: "
+                        f"$TUSK_DEFAULT_IMAGE or {DEFAULT_IMAGE}, Pachyderm's default)")
     w = sub.add_parser("worker", help="run datums for every pipeline, joining a daemon's "
                                       "deployment through its metadata and object stores")
     w.add_argument("--data-dir", default=os.environ.get("TUSK_DATA_DIR", DEFAULT_DATA_DIR),
@@ -75,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--storage", default=os.environ.get("TUSK_STORAGE"),
                    help="the daemon's object store URL (default: DATA_DIR/objects)")
     w.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    w.add_argument("--default-image", default=os.environ.get("TUSK_DEFAULT_IMAGE", DEFAULT_IMAGE),
+                   help="image of a pipeline whose transform names none (as the daemon's)")
     return p
 
 
@@ -107,7 +113,8 @@ def _bindable(address: str) -> bool:
 
 
 def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str | None,
-               gc_interval: float = 0.0, gc_grace: float = 3600.0) -> int:
+               gc_interval: float = 0.0, gc_grace: float = 3600.0,
+               default_image: str = DEFAULT_IMAGE) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit code."""
     from pfs.api import open_pfs
     from pfs.gc import Collector
@@ -124,7 +131,8 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
         pfs = open_pfs(data_dir, metadata_url=metadata, storage_url=storage)
         # PPS resumes its pipelines' masters and workers at once; datums are
         # staged under DATA_DIR/scratch.
-        pps = PPS(pfs, scratch_dir=os.path.join(data_dir, "scratch"))
+        pps = PPS(pfs, scratch_dir=os.path.join(data_dir, "scratch"),
+                  default_image=default_image)
     except errors.TuskError as exc:
         print(f"tusk daemon: {exc}", file=sys.stderr)
         return 1
@@ -167,7 +175,8 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
     return 0
 
 
-def run_worker(data_dir: str, metadata: str | None, storage: str | None) -> int:
+def run_worker(data_dir: str, metadata: str | None, storage: str | None,
+               default_image: str = DEFAULT_IMAGE) -> int:
     """``tusk worker``: claim and run datum units of every pipeline until
     SIGTERM/SIGINT. Workers are not masters: they never finish commits or
     plan jobs, so any number may run, on any host that reaches the stores."""
@@ -177,7 +186,7 @@ def run_worker(data_dir: str, metadata: str | None, storage: str | None) -> int:
     try:
         pfs = open_pfs(data_dir, metadata_url=metadata, storage_url=storage, recover=False)
         pps = PPS(pfs, scratch_dir=os.path.join(data_dir, "scratch", f"worker-{os.getpid()}"),
-                  role="worker")
+                  role="worker", default_image=default_image)
     except errors.TuskError as exc:
         print(f"tusk worker: {exc}", file=sys.stderr)
         return 1
@@ -203,7 +212,8 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "worker":
-        return run_worker(os.path.expanduser(args.data_dir), args.metadata, args.storage)
+        return run_worker(os.path.expanduser(args.data_dir), args.metadata, args.storage,
+                          default_image=args.default_image)
     # Become master for this data before anything touches it (opening the PFS
     # already recovers half-finished commits): see tusk.election.
     from tusk.election import become_master
@@ -224,7 +234,8 @@ def main(argv: list[str]) -> int:
         return 130
     try:
         return run_daemon(args.data_dir, args.address, args.metadata, args.storage,
-                          gc_interval=args.gc_interval, gc_grace=args.gc_grace)
+                          gc_interval=args.gc_interval, gc_grace=args.gc_grace,
+                          default_image=args.default_image)
     finally:
         master.resign()  # last: a successor starts only once this one has stopped
 

@@ -437,6 +437,12 @@ class DockerSession:
                 memswap_limit=spec.memory_bytes,
                 nano_cpus=None if spec.cpus is None else int(spec.cpus * 1e9),
                 pids_limit=PIDS_LIMIT,
+                # User code is untrusted: no setuid escalation inside, no
+                # capabilities beyond Docker's default set, nothing of the
+                # host but this session's own directories (below).
+                security_opt=["no-new-privileges"],
+                privileged=False,
+                # "" and None: the image's own USER and WORKDIR apply.
                 user=spec.user or "",
                 working_dir=spec.working_dir,
                 volumes={

@@ -1,0 +1,207 @@
+"""The master of one pipeline: drives its jobs, one at a time, in order.
+
+CREATED -> STARTING (wait for the input commits) -> RUNNING (plan, queue
+units, wait for them, re-queue lost ones) -> FINISHING (merge) -> SUCCESS,
+or FAILURE / UNRUNNABLE / KILLED with a reason. Every change of the job
+record is a compare-and-swap that gives up when the job became terminal
+meanwhile (``stop job``), so the master never resurrects a stopped job.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from pfs.errors import NotFound, TuskError
+from pps.controller.merge import counts, merge_outcome, write_output
+from pps.controller.planner import PFSSource, plan_job
+from pps.jobs import is_terminal
+from pps.model import JobState
+from pps.records import DatumIndexEntry, DatumResult, JobRec
+
+if TYPE_CHECKING:
+    from pps.controller import Controller
+
+log = logging.getLogger("tusk.pps")
+
+
+def master_loop(ctl: Controller) -> None:
+    jobs = ctl.env.jobs
+    while not ctl.stopped:
+        try:
+            job = next((j for j in jobs.of_pipeline(ctl.name) if not is_terminal(j)), None)
+            if job is None:
+                ctl.wait()
+                continue
+            drive(ctl, job)
+        except TuskError as e:
+            log.warning("pipeline %s master: %s (retrying)", ctl.name, e)
+            ctl.wait(1.0)
+        except Exception:
+            log.exception("pipeline %s master crashed (retrying)", ctl.name)
+            ctl.wait(1.0)
+
+
+def _alive(ctl: Controller, j: JobRec) -> JobRec | None:
+    """The job's current record, or None if it ended (killed) or is gone."""
+    cur = ctl.env.jobs.find(j.pipeline, j.id)
+    return None if cur is None or is_terminal(cur) else cur
+
+
+def drive(ctl: Controller, j: JobRec) -> None:
+    """Take ``j`` as far as it goes now (to its end, unless the controller stops)."""
+    jobs, pfs = ctl.env.jobs, ctl.env.pfs
+    if pfs.get_commit(ctl.name, j.id) is None:
+        jobs.advance(j, state=JobState.KILLED.value, reason="output commit was deleted",
+                     finished=time.time())
+        return
+    if j.state == JobState.CREATED.value:
+        nj = jobs.advance(j, state=JobState.STARTING.value)
+        if nj is None:
+            return
+        j = nj
+    # STARTING: wait for the input commits to finish.
+    failed: list[str] = []
+    while True:
+        cur = _alive(ctl, j)
+        if cur is None or ctl.stopped:
+            return
+        j = cur
+        out = pfs.get_commit(ctl.name, j.id)
+        if out is None:
+            return
+        pending: list[str] = []
+        failed = []
+        for repo, _, cid in out.provenance:
+            c = pfs.get_commit(repo, cid)
+            if c is None:
+                continue
+            if c.finished is None:
+                pending.append(repo)
+            elif c.error:
+                failed.append(repo)
+        if not pending:
+            break
+        ctl.wait()
+    if failed:
+        jobs.end(j, JobState.UNRUNNABLE, "unrunnable because the following upstream "
+                 "pipelines failed: " + ", ".join(sorted(set(failed))))
+        return
+    if j.units < 0:
+        nj = _plan(ctl, j)
+        if nj is None:
+            return
+        j = nj
+    # RUNNING: wait for every unit, re-queueing units of dead workers.
+    timeout = ctl.spec.job_timeout
+    while True:
+        cur = _alive(ctl, j)
+        if cur is None or ctl.stopped:
+            return
+        j = cur
+        if timeout and j.started and time.time() - j.started > timeout:
+            kill(ctl, j, f"job exceeded its job_timeout ({timeout:g}s)")
+            return
+        if ctl.queue.done_count(j.id) >= j.units:
+            break
+        ctl.queue.requeue_lost(j.id, j.units)
+        _update_counts(ctl, j)
+        wait = 5.0
+        if timeout and j.started:
+            wait = max(0.05, min(wait, j.started + timeout - time.time()))
+        ctl.wait(wait)
+    _finish(ctl, j)
+
+
+def kill(ctl: Controller, j: JobRec, reason: str) -> None:
+    ctl.queue.drop(j.id)
+    ctl.env.jobs.end(j, JobState.KILLED, reason)
+
+
+def _plan(ctl: Controller, j: JobRec) -> JobRec | None:
+    jobs, pfs = ctl.env.jobs, ctl.env.pfs
+    out = pfs.get_commit(ctl.name, j.id)
+    if out is None:
+        return None
+    prov = {(r, b): cid for r, b, cid in out.provenance}
+    commits: dict[str, str] = {}
+    for leaf in ctl.spec.input.leaves():
+        repo = getattr(leaf, "repo", "")
+        branch = getattr(leaf, "branch", "master")
+        cid = prov.get((repo, branch))
+        if cid is None:
+            cid = next((c for (r, _), c in prov.items() if r == repo), None)
+        if cid is None:
+            cid = pfs.resolve(repo, branch).id
+        commits[leaf.name] = cid
+    base = {e.id: e for e in _base_index(ctl, j)}
+    plan = plan_job(ctl.spec, j.salt, commits, PFSSource(pfs), base)
+    jobs.put_plan(ctl.name, j.id, plan)
+    # The unit count is recorded before the units are queued: a master that
+    # dies between the two finds the missing units lost, and queues them.
+    nj = jobs.advance(j, units=plan.units, data_total=len(plan.process) + len(plan.skipped),
+                      data_skipped=len(plan.skipped), state=JobState.RUNNING.value,
+                      started=time.time())
+    if nj is not None:
+        ctl.queue.enqueue(j.id, plan.units)
+    return nj
+
+
+def _base_index(ctl: Controller, j: JobRec) -> list[DatumIndexEntry]:
+    """Datums of the last successful job before ``j`` (reference 2.4)."""
+    jobs = ctl.env.jobs
+    for prev in reversed(jobs.of_pipeline(ctl.name)):
+        if prev.created >= j.created or prev.id == j.id:
+            continue
+        if prev.state == JobState.SUCCESS.value and prev.output_branch == j.output_branch:
+            return jobs.index(ctl.name, prev.id)
+    return []
+
+
+def _all_results(ctl: Controller, j: JobRec) -> tuple[list[DatumResult], str]:
+    """Every datum result of ``j``'s done units, and the error of a unit that
+    used up its tries ("" if none)."""
+    results: list[DatumResult] = []
+    lost = ""
+    for unit, done, res in ctl.env.jobs.results(j):
+        if done.error and not lost:
+            lost = (f"work unit {unit} failed {done.tries} times without finishing: "
+                    f"{done.error}")
+        results.extend(res)
+    return results, lost
+
+
+def _update_counts(ctl: Controller, j: JobRec) -> None:
+    results, _ = _all_results(ctl, j)
+    processed, failed, recovered = counts(results)
+    if (processed, failed, recovered) != (j.data_processed, j.data_failed, j.data_recovered):
+        ctl.env.jobs.advance(j, data_processed=processed, data_failed=failed,
+                             data_recovered=recovered)
+
+
+def _finish(ctl: Controller, j: JobRec) -> None:
+    jobs, pfs = ctl.env.jobs, ctl.env.pfs
+    results, lost = _all_results(ctl, j)
+    plan = jobs.plan(ctl.name, j.id)
+    if plan is None:
+        raise NotFound(f"the plan of job {ctl.name}@{j.id} is missing from the object store")
+    processed, failed, recovered = counts(results)
+    outcome = merge_outcome(j.id, plan, results)
+    tally = {"data_processed": processed, "data_failed": failed,
+             "data_recovered": recovered, "stats": outcome.stats or {}}
+    if lost or outcome.failure:
+        jobs.end(j, JobState.FAILURE, lost or outcome.failure, **tally)
+        return
+    nj = jobs.advance(j, state=JobState.FINISHING.value, **tally)
+    if nj is None:
+        return
+    j = nj
+    c = pfs.get_commit(ctl.name, j.id)
+    if c is not None and c.finishing is None:
+        write_output(pfs, ctl.name, j.id, outcome, results)
+    jobs.put_index(ctl.name, j.id, outcome.index)
+    reason = ""
+    if processed == 0 and recovered == 0 and j.data_total:
+        reason = "there were no datums to process"
+    jobs.end(j, JobState.SUCCESS, reason)

@@ -1,0 +1,117 @@
+"""A worker of one pipeline: claims work units and runs their datums.
+
+One runner session per worker (for Docker: one long-lived container), started
+at the first claimed unit. Per unit: read the plan, run each datum
+(``pps.worker.DatumWorker``, which never raises for a datum's failure), write
+the attempt's results object, mark the unit done, all while still holding the
+claim. Anything that goes wrong outside a datum (the plan is unreadable, the
+results cannot be written, the runner cannot start) gives the unit back with
+the error, and the queue counts it against the unit's tries; a worker that
+lost its claim meanwhile drops its results instead of overwriting another's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from pfs.blobs import ChunkRef
+from pfs.errors import NotFound, TuskError
+from pfs.tree import Tree
+from pps import keys
+from pps.controller.queue import Claim
+from pps.jobs import is_terminal
+from pps.records import DatumResult, encode_results
+from pps.runners import RunnerSpec, Session
+from pps.worker import DatumWorker
+
+if TYPE_CHECKING:
+    from pps.controller import Controller
+
+log = logging.getLogger("tusk.pps")
+
+
+def runner_spec(ctl: Controller) -> RunnerSpec:
+    """What the pipeline asks of its runner (an empty image: the daemon's default)."""
+    limits = ctl.spec.resource_limits
+    t = ctl.spec.transform
+    return RunnerSpec(image=t.image or ctl.env.default_image, user=t.user or None,
+                      working_dir=t.working_dir or None,
+                      memory_bytes=limits.memory if limits and limits.memory else None,
+                      cpus=limits.cpu if limits and limits.cpu else None)
+
+
+def worker_loop(ctl: Controller, index: int) -> None:
+    env = ctl.env
+    session: Session | None = None
+    worker: DatumWorker | None = None
+    # Stable per worker slot: after a crash the runner finds (and removes) the
+    # dead instance's container by this work dir.
+    scratch = os.path.join(env.scratch_dir, f"{ctl.name}-v{ctl.version}-w{index}")
+    try:
+        while not ctl.stopped:
+            try:
+                claim = ctl.queue.claim(env.instance, env.lease())
+            except TuskError as e:
+                log.warning("pipeline %s worker %d: cannot claim work: %s", ctl.name, index, e)
+                ctl.wait(1.0)
+                continue
+            if claim is None:
+                ctl.wait()
+                continue
+            try:
+                if worker is None:
+                    os.makedirs(scratch, exist_ok=True)
+                    session = env.runner().start(runner_spec(ctl),
+                                                 os.path.join(scratch, "runner"))
+                    worker = DatumWorker(ctl.spec, session, os.path.join(scratch, "datum"),
+                                         lambda repo, commit: _tree(ctl, repo, commit),
+                                         lambda refs: _chunks(ctl, refs),
+                                         env.pfs.blobs.writer)
+                run_unit(ctl, worker, claim)
+            except Exception as e:
+                log.exception("pipeline %s worker %d: unit %d of job %s failed", ctl.name,
+                              index, claim.unit, claim.job)
+                try:
+                    ctl.queue.give_back(claim, f"{type(e).__name__}: {e}")
+                except TuskError:
+                    pass  # the claim's lease ends, and the master re-queues it
+                ctl.wait(0.2)
+    finally:
+        if session is not None:
+            session.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run_unit(ctl: Controller, worker: DatumWorker, claim: Claim) -> None:
+    """Run every datum of a claimed unit and record the results."""
+    env = ctl.env
+    plan = env.jobs.plan(ctl.name, claim.job)
+    if plan is None:
+        raise NotFound(f"the plan of job {ctl.name}@{claim.job} is missing")
+    results: list[DatumResult] = []
+    for d in plan.unit(claim.unit):
+        j = env.jobs.find(ctl.name, claim.job)
+        if j is None or is_terminal(j) or ctl.stopped or not ctl.queue.still_held(claim):
+            ctl.queue.release(claim)
+            return
+        r = worker.run(claim.job, d)
+        r.worker = env.instance
+        results.append(r)
+    env.pfs.objects.put(keys.unit_object(ctl.name, claim.job, claim.unit, claim.attempt),
+                        encode_results(results))
+    if not ctl.queue.complete(claim):
+        log.warning("pipeline %s: unit %d of job %s was handed to another worker while this "
+                    "one ran it; its results are dropped", ctl.name, claim.unit, claim.job)
+    env.notify()
+
+
+def _tree(ctl: Controller, repo: str, commit: str) -> Tree:
+    return ctl.env.pfs.commit_tree(repo, commit)
+
+
+def _chunks(ctl: Controller, refs: list[ChunkRef]) -> Iterator[bytes]:
+    return ctl.env.pfs.blobs.read_chunks(refs)

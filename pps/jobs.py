@@ -1,0 +1,153 @@
+"""Job records and the objects of a job's datums: reading them, and changing
+them only by compare-and-swap.
+
+Several writers touch one job record: its pipeline's master (state, counts),
+``stop job`` and ``stop pipeline`` (from any API thread or process), the
+job-timeout check. Each goes through :meth:`Jobs.update`, which re-reads and
+retries on conflict, and no writer moves a job out of a terminal state: once
+KILLED, always KILLED.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from pfs.api import PFS
+from pfs.errors import ObjectNotFound, TuskError
+from pps import keys
+from pps.errors import JobNotFound
+from pps.model import TERMINAL_JOB_STATES, JobState
+from pps.records import (
+    DatumIndexEntry,
+    DatumResult,
+    JobRec,
+    Plan,
+    UnitDone,
+    decode_index,
+    decode_results,
+    encode_index,
+    update_record,
+)
+
+log = logging.getLogger("tusk.pps")
+
+
+def is_terminal(j: JobRec) -> bool:
+    return JobState(j.state) in TERMINAL_JOB_STATES
+
+
+class Jobs:
+    """The job records of every pipeline, and their plan/result objects."""
+
+    def __init__(self, pfs: PFS, notify: Callable[[], None]) -> None:
+        self.pfs = pfs
+        self.meta = pfs.meta
+        self.objects = pfs.objects
+        self._notify = notify
+
+    # -- records ------------------------------------------------------------------
+
+    def find(self, pipeline: str, job: str) -> JobRec | None:
+        kv = self.meta.get(keys.job(pipeline, job))
+        return JobRec.decode(kv.value) if kv is not None else None
+
+    def get(self, pipeline: str, job: str) -> JobRec:
+        j = self.find(pipeline, job)
+        if j is None:
+            raise JobNotFound(pipeline, job)
+        return j
+
+    def of_pipeline(self, pipeline: str) -> list[JobRec]:
+        """Every job of ``pipeline``, oldest first."""
+        jobs = [JobRec.decode(kv.value) for kv in self.meta.range(keys.jobs(pipeline))]
+        jobs.sort(key=lambda j: j.created)
+        return jobs
+
+    def update(self, pipeline: str, job: str,
+               change: Callable[[JobRec], JobRec | None]) -> JobRec | None:
+        """Compare-and-swap ``change`` onto the job record (see
+        :func:`pps.records.update_record`); wakes whoever waits on jobs."""
+        new = update_record(self.meta, keys.job(pipeline, job), JobRec, change)
+        if new is not None:
+            self._notify()
+        return new
+
+    def advance(self, j: JobRec, **fields: Any) -> JobRec | None:
+        """Set ``fields`` unless the job is terminal (or gone) by now.
+
+        Returns:
+            The new record, or None when the job ended meanwhile: the caller
+            (a master) must stop working on it.
+        """
+        def change(cur: JobRec) -> JobRec | None:
+            if is_terminal(cur):
+                return None
+            return dataclasses.replace(cur, **fields)
+
+        return self.update(j.pipeline, j.id, change)
+
+    def end(self, j: JobRec, state: JobState, reason: str, **fields: Any) -> JobRec | None:
+        """Make the job terminal: finish its output commit (with ``reason`` as
+        the commit's error unless it succeeded), then the record. Whoever sees
+        the terminal state sees the commit finished. A job already terminal
+        stays as it is (None is returned)."""
+        cur = self.find(j.pipeline, j.id)
+        if cur is None or is_terminal(cur):
+            return None
+        self.finish_output(j, error="" if state == JobState.SUCCESS else reason)
+        return self.advance(j, state=state.value, reason=reason, finished=time.time(), **fields)
+
+    def finish_output(self, j: JobRec, error: str = "") -> None:
+        try:
+            c = self.pfs.get_commit(j.pipeline, j.id)
+            if c is not None and c.finishing is None:
+                self.pfs.finish_commit(j.pipeline, j.id, error=error, force=True)
+        except TuskError as e:
+            log.warning("could not finish output commit %s@%s: %s", j.pipeline, j.id, e)
+
+    # -- objects ------------------------------------------------------------------
+
+    def _get(self, key: str) -> bytes | None:
+        try:
+            return self.objects.get(key)
+        except ObjectNotFound:
+            return None
+
+    def plan(self, pipeline: str, job: str) -> Plan | None:
+        data = self._get(keys.plan_object(pipeline, job))
+        return Plan.decode(data) if data is not None else None
+
+    def put_plan(self, pipeline: str, job: str, plan: Plan) -> None:
+        self.objects.put(keys.plan_object(pipeline, job), plan.encode())
+
+    def index(self, pipeline: str, job: str) -> list[DatumIndexEntry]:
+        data = self._get(keys.index_object(pipeline, job))
+        return decode_index(data) if data is not None else []
+
+    def put_index(self, pipeline: str, job: str, index: Sequence[DatumIndexEntry]) -> None:
+        self.objects.put(keys.index_object(pipeline, job), encode_index(index))
+
+    def unit_results(self, pipeline: str, job: str, unit: int,
+                     done: UnitDone) -> list[DatumResult] | None:
+        """The results a done unit counts (None when its object is missing)."""
+        if done.error:
+            return []
+        key = (keys.unit_object(pipeline, job, unit, done.attempt) if done.attempt >= 0
+               else f"pps/{pipeline}/{job}/units/{unit:06d}")  # written before attempts
+        data = self._get(key)
+        return decode_results(data) if data is not None else None
+
+    def results(self, j: JobRec) -> Iterator[tuple[int, UnitDone, list[DatumResult]]]:
+        """``(unit, done record, results)`` of every done unit of ``j``."""
+        if j.units <= 0:
+            return
+        for kv in self.meta.range(keys.done_prefix(j.pipeline, j.id)):
+            unit = keys.unit_of(kv.key)[1]
+            done = UnitDone.decode(kv.value)
+            res = self.unit_results(j.pipeline, j.id, unit, done)
+            if res is not None:
+                yield unit, done, res
