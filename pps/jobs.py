@@ -117,9 +117,11 @@ class Jobs:
         except ObjectNotFound:
             return None
 
-    def plan(self, pipeline: str, job: str) -> Plan | None:
+    def plan(self, pipeline: str, job: str, skipped: bool = True) -> Plan | None:
+        """The job's plan (None before it is planned); ``skipped=False``: see
+        :meth:`pps.records.Plan.decode`."""
         data = self._get(keys.plan_object(pipeline, job))
-        return Plan.decode(data) if data is not None else None
+        return Plan.decode(data, skipped) if data is not None else None
 
     def put_plan(self, pipeline: str, job: str, plan: Plan) -> None:
         self.objects.put(keys.plan_object(pipeline, job), plan.encode())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from pfs.model import CommitRef
 
@@ -85,8 +85,14 @@ class JobInfo:
     stats: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class DatumFile:
+class DatumFile(NamedTuple):
+    """One input file of a datum (lineage).
+
+    A NamedTuple rather than a frozen dataclass: jobs decode one per datum
+    of their inputs, 10^4-10^6 at a time, and a tuple is built ~5x faster
+    (and packs to msgpack as it is).
+    """
+
     input: str     # input name
     repo: str
     commit: str

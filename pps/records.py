@@ -16,7 +16,7 @@ import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Self, TypeVar
+from typing import Any, NamedTuple, Protocol, Self, TypeVar
 
 import msgpack
 
@@ -211,9 +211,11 @@ class PlannedDatum:
         return tuple(i.file() for i in self.inputs)
 
 
-@dataclass(frozen=True)
-class DatumIndexEntry:
+class DatumIndexEntry(NamedTuple):
     """A datum in a successful job's index: what a later job compares to skip it.
+
+    A NamedTuple rather than a frozen dataclass (as :class:`pps.model.DatumFile`):
+    every job decodes and re-encodes one per datum of its inputs.
 
     Attributes:
         job: the job that ran it (its outputs and logs are that job's).
@@ -229,18 +231,18 @@ class DatumIndexEntry:
     files: tuple[DatumFile, ...] = ()
 
     def encode(self) -> dict[str, Any]:
+        # Tuples (DatumFile included) pack as msgpack arrays: nothing to convert.
         return {"id": self.id, "hash": self.hash, "state": self.state, "job": self.job,
-                "outputs": list(self.outputs),
-                "files": [[f.input, f.repo, f.commit, f.path, f.hash] for f in self.files]}
+                "outputs": self.outputs, "files": self.files}
 
     @staticmethod
     def decode(v: dict[str, Any]) -> DatumIndexEntry:
-        return DatumIndexEntry(id=v["id"], hash=v["hash"], state=v["state"],
-                               job=v.get("job", ""), outputs=tuple(v.get("outputs", ())),
-                               files=tuple(DatumFile(*f) for f in v.get("files") or ()))
+        return DatumIndexEntry(v["id"], v["hash"], v["state"], v.get("job", ""),
+                               tuple(v.get("outputs") or ()),
+                               tuple(DatumFile(*f) for f in v.get("files") or ()))
 
     def with_files(self, files: tuple[DatumFile, ...]) -> DatumIndexEntry:
-        return self if self.files else dataclasses.replace(self, files=files)
+        return self if self.files else self._replace(files=files)
 
 
 def encode_index(entries: Sequence[DatumIndexEntry]) -> bytes:
@@ -274,10 +276,14 @@ class Plan:
                               "unit_size": self.unit_size, "delete": list(self.delete)})
 
     @staticmethod
-    def decode(data: bytes) -> Plan:
+    def decode(data: bytes, skipped: bool = True) -> Plan:
+        """The plan in ``data``; ``skipped=False`` leaves the skipped datums
+        out (a worker needs only what it runs, and a job over 10^5 unchanged
+        files would decode them for nothing)."""
         v = msgpack.unpackb(data, raw=False)
         return Plan(process=tuple(PlannedDatum.decode(d) for d in v["process"]),
-                    skipped=tuple(DatumIndexEntry.decode(s) for s in v["skipped"]),
+                    skipped=tuple(DatumIndexEntry.decode(s) for s in v["skipped"])
+                    if skipped else (),
                     unit_size=int(v.get("unit_size") or 64), delete=tuple(v.get("delete", ())))
 
 

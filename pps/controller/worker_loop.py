@@ -24,7 +24,7 @@ from pfs.tree import Tree
 from pps import keys
 from pps.controller.queue import Claim
 from pps.jobs import is_terminal
-from pps.records import DatumResult, encode_results
+from pps.records import DatumResult, Plan, encode_results
 from pps.runners import RunnerSpec, Session
 from pps.worker import DatumWorker
 
@@ -48,6 +48,7 @@ def worker_loop(ctl: Controller, index: int) -> None:
     env = ctl.env
     session: Session | None = None
     worker: DatumWorker | None = None
+    plans = _PlanCache(ctl)
     # Stable per worker slot: after a crash the runner finds (and removes) the
     # dead instance's container by this work dir.
     scratch = os.path.join(env.scratch_dir, f"{ctl.name}-v{ctl.version}-w{index}")
@@ -71,7 +72,7 @@ def worker_loop(ctl: Controller, index: int) -> None:
                                          lambda repo, commit: _tree(ctl, repo, commit),
                                          lambda refs: _chunks(ctl, refs),
                                          env.pfs.blobs.writer)
-                run_unit(ctl, worker, claim)
+                run_unit(ctl, worker, claim, plans)
             except Exception as e:
                 log.exception("pipeline %s worker %d: unit %d of job %s failed", ctl.name,
                               index, claim.unit, claim.job)
@@ -86,12 +87,33 @@ def worker_loop(ctl: Controller, index: int) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def run_unit(ctl: Controller, worker: DatumWorker, claim: Claim) -> None:
+class _PlanCache:
+    """The plan of the job this worker last ran a unit of.
+
+    A job's units are claimed one after the other by the same workers, and a
+    plan never changes once its units are queued (a master that re-plans
+    writes the same plan), so each worker reads and decodes it once per job
+    instead of once per unit.
+    """
+
+    def __init__(self, ctl: Controller) -> None:
+        self.ctl = ctl
+        self.job = ""
+        self.plan: Plan | None = None
+
+    def get(self, job: str) -> Plan:
+        if self.plan is None or self.job != job:
+            plan = self.ctl.env.jobs.plan(self.ctl.name, job, skipped=False)
+            if plan is None:
+                raise NotFound(f"the plan of job {self.ctl.name}@{job} is missing")
+            self.job, self.plan = job, plan
+        return self.plan
+
+
+def run_unit(ctl: Controller, worker: DatumWorker, claim: Claim, plans: _PlanCache) -> None:
     """Run every datum of a claimed unit and record the results."""
     env = ctl.env
-    plan = env.jobs.plan(ctl.name, claim.job)
-    if plan is None:
-        raise NotFound(f"the plan of job {ctl.name}@{claim.job} is missing")
+    plan = plans.get(claim.job)
     results: list[DatumResult] = []
     for d in plan.unit(claim.unit):
         j = env.jobs.find(ctl.name, claim.job)
