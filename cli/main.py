@@ -45,6 +45,8 @@ VERBS = (
     ("list", "list repos, branches, commits or files"),
     ("inspect", "show details of a repo, branch, commit or file"),
     ("delete", "delete a repo, branch, commit or file"),
+    ("squash", "fold a commit into its children"),
+    ("find", "find the commits that changed a file"),
     ("start", "start a commit"),
     ("finish", "finish a commit"),
     ("wait", "wait for a commit to finish"),
@@ -85,6 +87,14 @@ def run_version(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_completion(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``tusk completion bash|zsh``."""
+    from cli.completion import bash_script, zsh_script
+
+    sys.stdout.write(bash_script(parser) if args.shell == "bash" else zsh_script(parser))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree: ``tusk [--address A] <verb> <noun> [args]``."""
     parser = _Parser(
@@ -107,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     pfs_cmds.register(verbs)
     file_cmds.register(verbs)
     pps_cmds.register(verbs, sub)
+    vp = sub.add_parser("completion", help="print a shell completion script",
+                        description="print a completion script: source <(tusk completion bash)")
+    vp.add_argument("shell", choices=("bash", "zsh"))
+    vp.set_defaults(run=lambda ctx, args: run_completion(parser, args))
     vp = sub.add_parser("version", help="print the version")
     vp.add_argument("--client-only", action="store_true", help="accepted for pachctl compatibility")
     vp.set_defaults(run=run_version)

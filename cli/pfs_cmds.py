@@ -314,9 +314,38 @@ def run_subscribe_commit(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def _commit_or_set(text: str) -> tuple[str, str] | None:
+    """``REPO@COMMIT`` -> (repo, ref); a bare commit-set ID -> None."""
+    if "@" not in text and COMMIT_SET_ID_RE.match(text):
+        return None
+    return refs.parse_commit(text)
+
+
 def run_delete_commit(ctx: Context, args: argparse.Namespace) -> int:
-    repo, ref = refs.parse_commit(args.commit)
-    ctx.client().delete_commit(repo, ref)
+    target = _commit_or_set(args.commit)
+    if target is None:
+        ctx.client().drop_commit_set(args.commit)
+    else:
+        ctx.client().delete_commit(*target, recursive=args.recursive)
+    return 0
+
+
+def run_find_commit(ctx: Context, args: argparse.Namespace) -> int:
+    """``find commit REPO@REF:PATH``: the commits that changed a file, newest first."""
+    p = printer(args)
+    if args.limit < 0:
+        raise UsageError("--limit must be >= 0")
+    f = refs.parse_file(args.file)
+    items = ctx.client().find_commits(f.repo, f.ref, f.path or "/", limit=args.limit)
+    return _show(p, items, COMMIT_HEADER, commit_row)
+
+
+def run_squash_commit(ctx: Context, args: argparse.Namespace) -> int:
+    target = _commit_or_set(args.commit)
+    if target is None:
+        ctx.client().squash_commit_set(args.commit)
+    else:
+        ctx.client().squash_commit(*target, recursive=args.recursive)
     return 0
 
 
@@ -444,6 +473,25 @@ def register(verbs: dict[str, Any]) -> None:
         verbs["delete"],
         "commit",
         run_delete_commit,
-        "delete (drop) a commit that has no children",
+        "delete (drop) a commit that has no children, or every commit of a commit set (ID)",
     )
-    p.add_argument("commit", metavar="REPO@BRANCH-OR-COMMIT")
+    p.add_argument("commit", metavar="REPO@COMMIT|ID")
+    p.add_argument("-r", "--recursive", action="store_true",
+                   help="also the commits computed from it (pipelines' output commits)")
+
+    p = noun_parser(verbs["find"], "commit", run_find_commit,
+                    "list the commits that changed a file or directory, newest first")
+    p.add_argument("file", metavar="REPO@BRANCH-OR-COMMIT:PATH")
+    p.add_argument("--limit", type=int, default=0, help="at most N commits")
+    add_output_flags(p)
+
+    p = noun_parser(
+        verbs["squash"],
+        "commit",
+        run_squash_commit,
+        "fold a commit into its children (they keep their content), or every commit of a "
+        "commit set (ID)",
+    )
+    p.add_argument("commit", metavar="REPO@COMMIT|ID")
+    p.add_argument("-r", "--recursive", action="store_true",
+                   help="also the commits computed from it (pipelines' output commits)")

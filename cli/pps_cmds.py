@@ -53,14 +53,67 @@ def parse_job(text: str) -> tuple[str, str]:
     return pipeline, ref
 
 
+#: The longest a spec fetched with ``-f URL`` may be (a spec is small).
+_MAX_SPEC_BYTES = 4 << 20
+
+
 def _read_text(source: str) -> str:
+    """A spec file's text: a path, ``-`` (stdin) or an http(s) URL."""
     if source == "-":
         return sys.stdin.read()
+    if "://" in source:
+        return _fetch_url(source)
     try:
         with open(source, encoding="utf-8") as f:
             return f.read()
     except FileNotFoundError:
         raise CLIError(f"spec file {source} not found") from None
+    except IsADirectoryError:
+        raise CLIError(f"spec file {source} is a directory: give a JSON or YAML file") from None
+
+
+def _fetch_url(url: str) -> str:
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CLIError(f"cannot read a spec from {url}: only http:// and https:// URLs "
+                       "(or a file path, or - for stdin) are supported")
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            data: bytes = resp.read(_MAX_SPEC_BYTES + 1)
+    except urllib.error.HTTPError as e:
+        raise CLIError(f"could not fetch the spec at {url}: HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise CLIError(f"could not fetch the spec at {url}: {reason}") from None
+    if len(data) > _MAX_SPEC_BYTES:
+        raise CLIError(f"the spec at {url} is larger than {_MAX_SPEC_BYTES >> 20} MiB: "
+                       "is it really a pipeline spec?")
+    return data.decode("utf-8", errors="replace")
+
+
+def _jsonnet(source: str, args: list[str]) -> str:
+    """Evaluate a jsonnet template (Pachyderm's ``--jsonnet``; each ``--arg
+    k=v`` is a top-level argument, a string) to JSON text."""
+    import _jsonnet  # the jsonnet package's binding
+
+    tla: dict[str, str] = {}
+    for a in args:
+        key, sep, value = a.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--arg {a!r}: expected KEY=VALUE")
+        tla[key] = value
+    try:
+        out: str = _jsonnet.evaluate_snippet(source, _read_text(source), tla_vars=tla)
+    except RuntimeError as e:
+        msg = str(e).strip().splitlines()
+        raise CLIError(f"jsonnet template {source} failed: {msg[0] if msg else e}"
+                       + (" (pass its arguments with --arg KEY=VALUE)"
+                          if "argument" in str(e) else "")) from None
+    return out
 
 
 def split_specs(text: str) -> list[str]:
@@ -317,12 +370,103 @@ def datum_block(p: Printer, di: Any) -> Iterator[tuple[str, str]]:
 # --- pipelines ----------------------------------------------------------------
 
 
-def _create(ctx: Context, args: argparse.Namespace, update: bool) -> int:
+def _spec_texts(args: argparse.Namespace) -> list[str]:
+    """One text per pipeline from ``-f FILE|URL|-`` or ``--jsonnet T --arg k=v``."""
+    jsonnet = getattr(args, "jsonnet", None)
+    if jsonnet and args.file:
+        raise UsageError("give either -f or --jsonnet, not both")
+    if jsonnet:
+        return split_specs(_jsonnet(jsonnet, getattr(args, "arg", None) or []))
+    if getattr(args, "arg", None):
+        raise UsageError("--arg goes with --jsonnet")
     if not args.file:
-        raise UsageError("give the spec file with -f FILE (or -f - for stdin)")
+        raise UsageError("give the spec file with -f FILE (or -f - for stdin, -f URL, "
+                         "or --jsonnet TEMPLATE)")
+    return split_specs(_read_text(args.file))
+
+
+def _create(ctx: Context, args: argparse.Namespace, update: bool) -> int:
     client = ctx.client()
-    for text in split_specs(_read_text(args.file)):
-        client.create_pipeline(text, update=update, reprocess=getattr(args, "reprocess", False))
+    dry_run = bool(getattr(args, "dry_run", False))
+    for text in _spec_texts(args):
+        info = client.create_pipeline(text, update=update,
+                                      reprocess=getattr(args, "reprocess", False),
+                                      dry_run=dry_run)
+        for w in info.warnings:
+            print(f"warning: pipeline {info.pipeline.name}: {w}", file=sys.stderr)
+        if dry_run:
+            print(f"pipeline {info.pipeline.name}: valid, nothing changed (--dry-run)")
+    return 0
+
+
+def run_validate_pipeline(ctx: Context, args: argparse.Namespace) -> int:
+    args.dry_run = True
+    return _create(ctx, args, update=True)
+
+
+def clean_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored spec as a create-compatible one: the API's Struct carries
+    numbers as doubles (``datum_tries: 3.0``); whole ones become integers."""
+    def fix(v: Any) -> Any:
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        if isinstance(v, Mapping):
+            return {k: fix(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [fix(x) for x in v]
+        return v
+
+    out: dict[str, Any] = fix(dict(spec))
+    return out
+
+
+def _dump_spec(spec: Mapping[str, Any], fmt: str) -> str:
+    if fmt == "yaml":
+        import yaml
+
+        text: str = yaml.safe_dump(dict(spec), sort_keys=False)
+        return text
+    return json.dumps(spec, indent=2) + "\n"
+
+
+def run_edit_pipeline(ctx: Context, args: argparse.Namespace) -> int:
+    import os
+    import shlex
+    import subprocess
+    import tempfile
+
+    client = ctx.client()
+    spec = clean_spec(_spec(client.inspect_pipeline(args.pipeline)))
+    fmt = args.output or "json"
+    editor = args.editor or os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    with tempfile.TemporaryDirectory(prefix="tusk-edit-") as tmp:
+        path = os.path.join(tmp, f"{args.pipeline}.{fmt}")
+        before = _dump_spec(spec, fmt)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(before)
+        try:
+            rc = subprocess.call([*shlex.split(editor), path])
+        except FileNotFoundError:
+            raise CLIError(f"editor {editor!r} not found: set $EDITOR or pass --editor") from None
+        if rc != 0:
+            raise CLIError(f"editor {editor!r} exited with code {rc}: pipeline not changed")
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    if text == before:
+        print(f"pipeline {args.pipeline}: no changes", file=sys.stderr)
+        return 0
+    info = client.create_pipeline(text, update=True, reprocess=args.reprocess)
+    for w in info.warnings:
+        print(f"warning: pipeline {info.pipeline.name}: {w}", file=sys.stderr)
+    return 0
+
+
+def run_rerun_pipeline(ctx: Context, args: argparse.Namespace) -> int:
+    """A new job of the pipeline over its inputs' current heads (its spec
+    unchanged); with ``--reprocess`` every datum runs again."""
+    client = ctx.client()
+    spec = clean_spec(_spec(client.inspect_pipeline(args.pipeline)))
+    client.create_pipeline(json.dumps(spec), update=True, reprocess=args.reprocess)
     return 0
 
 
@@ -334,12 +478,101 @@ def run_update_pipeline(ctx: Context, args: argparse.Namespace) -> int:
     return _create(ctx, args, update=True)
 
 
+def _history(text: str | None) -> int:
+    if text is None or text == "none":
+        return 0
+    if text == "all":
+        return -1
+    try:
+        n = int(text)
+    except ValueError:
+        n = -2
+    if n < -1:
+        raise UsageError(f"--history {text!r}: expected none, all or a number of versions")
+    return n
+
+
 def run_list_pipeline(ctx: Context, args: argparse.Namespace) -> int:
-    p = printer(args)
     client = ctx.client()
-    items = [client.inspect_pipeline(args.pipeline)] if args.pipeline else client.list_pipeline()
+    history = _history(args.history)
+    if args.pipeline and not history:
+        items: Any = [client.inspect_pipeline(args.pipeline)]
+    else:
+        items = client.list_pipeline(args.pipeline or "", history=history)
+    if args.spec:
+        if args.raw:
+            raise UsageError("--spec prints specs; drop --raw (use -o yaml for YAML)")
+        fmt = args.output or "json"
+        for i, pi in enumerate(items):
+            text = _dump_spec(clean_spec(_spec(pi)), fmt)
+            sys.stdout.write(("---\n" if fmt == "yaml" and i else "") + text)
+        return 0
+    p = printer(args)
     p.items(items, PIPELINE_HEADER, lambda m: pipeline_row(p, m))
     return 0
+
+
+def run_draw_pipeline(ctx: Context, args: argparse.Namespace) -> int:
+    """The DAG of repos and pipelines as text, inputs before what reads them."""
+    client = ctx.client()
+    pipelines = {pi.pipeline.name: pi for pi in client.list_pipeline()}
+    repos = sorted(r.repo.name for r in client.list_repo())
+    sys.stdout.write(draw_dag(repos, {n: _spec(pi) for n, pi in pipelines.items()},
+                              {n: pipeline_state(pi) for n, pi in pipelines.items()}))
+    return 0
+
+
+def _leaf_inputs(inp: Mapping[str, Any] | None) -> list[str]:
+    if not inp:
+        return []
+    if "pfs" in inp:
+        return [str(inp["pfs"].get("repo", "?"))]
+    if "cron" in inp:
+        return [str(inp["cron"].get("repo") or inp["cron"].get("name", "?"))]
+    out: list[str] = []
+    for kind in ("cross", "union", "join", "group"):
+        for child in inp.get(kind) or []:
+            out += _leaf_inputs(child)
+    return out
+
+
+def draw_dag(repos: list[str], specs: Mapping[str, Mapping[str, Any]],
+             states: Mapping[str, str]) -> str:
+    """Render the DAG: one line per repo or pipeline, by level (a pipeline sits
+    one level below its deepest input), each pipeline with its inputs."""
+    level: dict[str, int] = {r: 0 for r in repos if r not in specs}
+
+    def depth(name: str, seen: tuple[str, ...] = ()) -> int:
+        if name in level:
+            return level[name]
+        if name not in specs or name in seen:
+            return 0
+        d = 1 + max((depth(i, (*seen, name)) for i in _leaf_inputs(specs[name].get("input"))),
+                    default=0)
+        level[name] = d
+        return d
+
+    for name in specs:
+        depth(name)
+    lines: list[str] = []
+    for lvl in range(max(level.values(), default=-1) + 1):
+        names = sorted(n for n, v in level.items() if v == lvl)
+        if not names:
+            continue
+        lines.append(f"level {lvl}" + (" (input repos)" if lvl == 0 else ""))
+        for n in names:
+            if n not in specs:
+                lines.append(f"  [repo] {n}")
+                continue
+            inputs = input_shorthand(specs[n].get("input"))
+            lines.append(f"  [pipeline] {n}  <-  {inputs}  ({states.get(n, '-')})")
+    return "\n".join(lines) + "\n" if lines else "no repos or pipelines\n"
+
+
+def pipeline_state(pi: Any) -> str:
+    state = _state_word(enum_name(pi, "state"), "PIPELINE_")
+    last = _state_word(enum_name(pi, "last_job_state"), "JOB_")
+    return f"{state} / {last}"
 
 
 def run_inspect_pipeline(ctx: Context, args: argparse.Namespace) -> int:
@@ -439,6 +672,17 @@ def run_inspect_datum(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_duration(text: str) -> float:
+    """``30s``, ``10m``, ``1h30m``, ``24h`` -> seconds (Go's duration syntax)."""
+    import re
+
+    units = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", text.strip())
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        raise UsageError(f"--since {text!r}: expected a duration like 30s, 10m or 24h")
+    return sum(float(n) * units[u] for n, u in parts)
+
+
 def run_logs(ctx: Context, args: argparse.Namespace) -> int:
     p = printer(args)
     pipeline, job = args.pipeline, args.job
@@ -449,7 +693,14 @@ def run_logs(ctx: Context, args: argparse.Namespace) -> int:
         pipeline = jp
     if not pipeline:
         raise UsageError("give the pipeline with -p PIPELINE (or -j PIPELINE@JOB)")
-    stream = ctx.client().get_logs(pipeline, job=job, datum=args.datum, follow=args.follow)
+    if args.tail is not None and args.tail < 0:
+        raise UsageError(f"--tail {args.tail}: give a number of lines, 0 or more")
+    since = 0.0
+    if args.since:
+        since = parse_duration(args.since)
+    stream = ctx.client().get_logs(pipeline, job=job, datum=args.datum, follow=args.follow,
+                                   master=args.master, worker=args.worker,
+                                   tail=args.tail or 0, since=since)
     try:
         for line in stream:
             if p.raw:
@@ -480,8 +731,22 @@ def _spec_flag(p: argparse.ArgumentParser, required: bool = True) -> None:
         "--file",
         required=required,
         metavar="FILE",
-        help="pipeline spec, JSON or YAML, one or more pipelines ('-' for stdin)",
+        help="pipeline spec, JSON or YAML, one or more pipelines ('-' for stdin, or an "
+             "http(s) URL)",
     )
+
+
+def _create_flags(p: argparse.ArgumentParser, reprocess: bool) -> None:
+    _spec_flag(p, required=False)
+    p.add_argument("--jsonnet", metavar="TEMPLATE",
+                   help="a jsonnet template (file or URL) that yields one or more pipelines")
+    p.add_argument("--arg", action="append", metavar="KEY=VALUE",
+                   help="a top-level argument of the --jsonnet template (repeatable)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the spec (and that its inputs exist); change nothing")
+    if reprocess:
+        p.add_argument("--reprocess", action="store_true",
+                       help="reprocess every datum, even those already processed")
 
 
 def register(verbs: dict[str, Any], sub: Any) -> None:
@@ -501,7 +766,7 @@ def register(verbs: dict[str, Any], sub: Any) -> None:
     p = noun_parser(
         verbs["create"], "pipeline", run_create_pipeline, "create pipelines from a spec file"
     )
-    _spec_flag(p)
+    _create_flags(p, reprocess=False)
 
     p = noun_parser(
         verbs["update"],
@@ -510,15 +775,40 @@ def register(verbs: dict[str, Any], sub: Any) -> None:
         "update pipelines from a spec file",
         "update pipelines; unchanged datums are skipped unless --reprocess",
     )
-    _spec_flag(p)
-    p.add_argument(
-        "--reprocess",
-        action="store_true",
-        help="reprocess every datum, even those already processed",
-    )
+    _create_flags(p, reprocess=True)
+
+    validate = _verb(sub, verbs, "validate", "check a spec without applying it")
+    p = noun_parser(validate, "pipeline", run_validate_pipeline,
+                    "check pipeline specs (fields, inputs); change nothing")
+    _create_flags(p, reprocess=False)
+
+    edit = _verb(sub, verbs, "edit", "edit a resource in $EDITOR")
+    p = noun_parser(edit, "pipeline", run_edit_pipeline,
+                    "edit a pipeline's spec in $EDITOR, then update the pipeline")
+    p.add_argument("pipeline", metavar="PIPELINE")
+    p.add_argument("--editor", help="the editor to run (default: $VISUAL, $EDITOR, vi)")
+    p.add_argument("--reprocess", action="store_true",
+                   help="reprocess every datum after the update")
+    p.add_argument("-o", "--output", choices=("json", "yaml"), default=None,
+                   help="format to edit the spec in (default json)")
+
+    rerun = _verb(sub, verbs, "rerun", "run a pipeline again")
+    p = noun_parser(rerun, "pipeline", run_rerun_pipeline,
+                    "start a new job of a pipeline over its inputs' current heads")
+    p.add_argument("pipeline", metavar="PIPELINE")
+    p.add_argument("--reprocess", action="store_true",
+                   help="reprocess every datum, not only those never processed")
+
+    draw = _verb(sub, verbs, "draw", "draw a resource")
+    p = noun_parser(draw, "pipeline", run_draw_pipeline,
+                    "draw the DAG of repos and pipelines as text")
 
     p = noun_parser(verbs["list"], "pipeline", run_list_pipeline, "list pipelines")
     p.add_argument("pipeline", nargs="?", metavar="PIPELINE")
+    p.add_argument("-s", "--spec", action="store_true",
+                   help="print each pipeline's spec, ready for create pipeline -f")
+    p.add_argument("--history", metavar="none|all|N",
+                   help="also earlier versions: all, or the N before the current one")
     add_output_flags(p)
 
     p = noun_parser(verbs["inspect"], "pipeline", run_inspect_pipeline, "show a pipeline's details")
@@ -602,5 +892,12 @@ def register(verbs: dict[str, Any], sub: Any) -> None:
     p.add_argument("-j", "--job", metavar="JOB", help="only this job (ID or PIPELINE@JOB)")
     p.add_argument("--datum", metavar="DATUM-ID", help="only this datum (ID or prefix)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    p.add_argument("--master", action="store_true",
+                   help="only the master's lines: job created, running, finished and why")
+    p.add_argument("--worker", action="store_true",
+                   help="only the workers' lines: user code output and datum messages")
+    p.add_argument("-t", "--tail", type=int, metavar="N", help="only the last N lines")
+    p.add_argument("--since", metavar="DURATION",
+                   help="only lines newer than this, e.g. 10m, 24h (default: all)")
     add_output_flags(p, timestamps=False)
     p.set_defaults(run=run_logs)

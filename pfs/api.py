@@ -942,6 +942,25 @@ class PFS:
             if number and n >= number:
                 return
 
+    def find_commits(self, repo: str, ref: str, path: str, limit: int = 0
+                     ) -> Iterator[CommitInfo]:
+        """The commits, walking back from ``ref``, that changed ``path`` (a file
+        or a directory: added, modified or deleted), newest first. Each step
+        compares the entry's Merkle hash with the parent's: no file is read."""
+        p = clean_path(path)
+        n = 0
+        for c in self._ancestry(self.resolve(repo, ref)):
+            entry = self._commit_tree(c).lookup(p)
+            parent = self._get_commit(repo, c.parent) if c.parent else None
+            before = self._commit_tree(parent).lookup(p) if parent is not None else None
+            h_now = entry.hash if entry is not None else None
+            h_before = before.hash if before is not None else None
+            if h_now != h_before:
+                yield self._commit_info(c)
+                n += 1
+                if limit and n >= limit:
+                    return
+
     def subscribe_commit(self, repo: str, branch: str, from_commit: str | None = None,
                          state: CommitState = CommitState.FINISHED, new: bool = False,
                          cancel: threading.Event | None = None) -> Iterator[CommitInfo]:
@@ -972,36 +991,167 @@ class PFS:
             with self._changed:
                 self._changed.wait(0.5)
 
-    def delete_commit(self, repo: str, ref: str) -> None:
-        """Drop a commit (reference 1.7): branch heads on it move to its parent."""
+    def subvenant_commits(self, repo: str, cid: str) -> list[tuple[str, str]]:
+        """The commits computed from ``repo@cid``: the members of its commit set
+        whose provenance reaches it, downstream first (the order to remove them)."""
+        members = [kv.key.rsplit("/", 1)[1]
+                   for kv in self.meta.range(keys.commitset_prefix(cid))]
+        recs = {r: self._get_commit(r, cid) for r in members if r != repo}
+        down: dict[str, int] = {}  # repo -> depth below repo@cid
+
+        def depth(r: str, seen: frozenset[str]) -> int:
+            if r in down:
+                return down[r]
+            rec = recs.get(r)
+            best = -1
+            for pr, _, pid in (rec.provenance if rec is not None else []):
+                if pid != cid or pr in seen:
+                    continue
+                if pr == repo:
+                    best = max(best, 1)
+                elif pr in recs:
+                    d = depth(pr, seen | {r})
+                    if d > 0:
+                        best = max(best, d + 1)
+            down[r] = best
+            return best
+
+        for r in recs:
+            depth(r, frozenset())
+        return [(r, cid) for r in sorted((r for r, d in down.items() if d > 0),
+                                         key=lambda r: -down[r])]
+
+    def _check_subvenance(self, verb: str, repo: str, cid: str, recursive: bool
+                          ) -> list[tuple[str, str]]:
+        subs = self.subvenant_commits(repo, cid)
+        if subs and not recursive:
+            names = ", ".join(f"{r}@{c}" for r, c in subs)
+            raise FailedPrecondition(
+                f"cannot {verb} commit {repo}@{cid}: commits were computed from it ({names}); "
+                f"{verb} them too with --recursive (-r)")
+        return subs
+
+    def delete_commit(self, repo: str, ref: str, recursive: bool = False) -> None:
+        """Drop a commit (reference 1.7): its data goes, branch heads on it move
+        to its parent (or to a new empty commit). Refused when it has children;
+        when commits were computed from it (subvenance) unless ``recursive``,
+        which drops those first."""
         with self._lock:
             c = self.resolve(repo, ref)
-            if self._children(repo, c.id):
-                raise FailedPrecondition(
-                    f"cannot drop commit {repo}@{c.id}: it has children (drop them first)")
-            ops: list[Op] = [Delete(keys.commit(repo, c.id)),
-                             Delete(keys.commitset_member(c.id, repo)),
-                             Delete(keys.finishing(repo, c.id))]
-            if c.parent:
-                ops.append(Delete(keys.child(repo, c.parent, c.id)))
-            new_commits: list[CommitRec] = []
-            for b in self._branches(repo):
-                if b.head == c.id:
-                    if c.parent:
-                        b.head = c.parent
-                    else:
-                        e = CommitRec(repo=repo, id=new_id(), branch=b.name, origin="AUTO",
-                                      started=self.clock(), finishing=self.clock(),
-                                      finished=self.clock(), size=0)
-                        new_commits.append(e)
-                        b.head = e.id
-                    ops.append(Put(keys.branch(repo, b.name), _dump(b)))
-            for e in new_commits:
-                ops.append(Put(keys.commit(repo, e.id), _dump(e)))
-                ops.append(Put(keys.commitset_member(e.id, repo), b""))
-            ops += [Delete(kv.key) for kv in self.meta.range(keys.layer_prefix(repo, c.id))]
-            self.meta.txn([], ops)
+            subs = self._check_subvenance("drop", repo, c.id, recursive)
+            for r, cid in [*subs, (repo, c.id)]:
+                if self._children(r, cid):
+                    raise FailedPrecondition(
+                        f"cannot drop commit {r}@{cid}: it has children (drop them first, "
+                        "or squash it to keep its data in them)")
+            for r, cid in [*subs, (repo, c.id)]:
+                rec = self._get_commit(r, cid)
+                if rec is not None:
+                    self._drop_one(rec)
             self._changed.notify_all()
+
+    def _drop_one(self, c: CommitRec) -> None:
+        repo = c.repo
+        ops: list[Op] = [Delete(keys.commit(repo, c.id)),
+                         Delete(keys.commitset_member(c.id, repo)),
+                         Delete(keys.finishing(repo, c.id))]
+        if c.parent:
+            ops.append(Delete(keys.child(repo, c.parent, c.id)))
+        new_commits: list[CommitRec] = []
+        for b in self._branches(repo):
+            if b.head == c.id:
+                if c.parent:
+                    b.head = c.parent
+                else:
+                    e = CommitRec(repo=repo, id=new_id(), branch=b.name, origin="AUTO",
+                                  started=self.clock(), finishing=self.clock(),
+                                  finished=self.clock(), size=0)
+                    new_commits.append(e)
+                    b.head = e.id
+                ops.append(Put(keys.branch(repo, b.name), _dump(b)))
+        for e in new_commits:
+            ops.append(Put(keys.commit(repo, e.id), _dump(e)))
+            ops.append(Put(keys.commitset_member(e.id, repo), b""))
+        ops += [Delete(kv.key) for kv in self.meta.range(keys.layer_prefix(repo, c.id))]
+        self.meta.txn([], ops)
+
+    def squash_commit(self, repo: str, ref: str, recursive: bool = False) -> None:
+        """Squash a commit into its children (reference 1.7): the commit goes,
+        its children take its parent as theirs and keep their content (every
+        finished commit's index is whole, so no data moves). Refused for a
+        commit without children ("use the drop operation instead"), an open
+        commit or one with open children, a branch head, and when commits were
+        computed from it unless ``recursive`` (which squashes those too)."""
+        with self._lock:
+            c = self.resolve(repo, ref)
+            subs = self._check_subvenance("squash", repo, c.id, recursive)
+            plan: list[tuple[CommitRec, list[CommitRec]]] = []
+            for r, cid in [*subs, (repo, c.id)]:
+                rec = self._get_commit(r, cid)
+                if rec is None:
+                    continue
+                kids = [k for k in (self._get_commit(r, x) for x in self._children(r, cid))
+                        if k is not None]
+                where = f"{r}@{cid}"
+                if not kids:
+                    raise FailedPrecondition(
+                        f"cannot squash commit {where}: it has no children, so squashing would "
+                        "lose its data; use the drop operation instead (tusk delete commit)")
+                if rec.finished is None or any(k.finished is None for k in kids):
+                    raise FailedPrecondition(
+                        f"cannot squash commit {where}: it or one of its children is not "
+                        "finished yet; finish them (and wait for them) first")
+                heads = [b.name for b in self._branches(r) if b.head == cid]
+                if heads:
+                    raise FailedPrecondition(
+                        f"cannot squash commit {where}: it is the head of branch "
+                        f"{', '.join(heads)}")
+                plan.append((rec, kids))
+            for rec, kids in plan:
+                ops: list[Op] = [Delete(keys.commit(rec.repo, rec.id)),
+                                 Delete(keys.commitset_member(rec.id, rec.repo))]
+                if rec.parent:
+                    ops.append(Delete(keys.child(rec.repo, rec.parent, rec.id)))
+                for k in kids:
+                    ops.append(Delete(keys.child(rec.repo, rec.id, k.id)))
+                    k.parent = rec.parent
+                    ops.append(Put(keys.commit(rec.repo, k.id), _dump(k)))
+                    if rec.parent:
+                        ops.append(Put(keys.child(rec.repo, rec.parent, k.id), b""))
+                self.meta.txn([], ops)
+            self._changed.notify_all()
+
+    def commit_set_members(self, set_id: str) -> list[str]:
+        """The repos with a commit in commit set ``set_id``."""
+        return [kv.key.rsplit("/", 1)[1] for kv in self.meta.range(keys.commitset_prefix(set_id))]
+
+    def delete_commit_set(self, set_id: str) -> None:
+        """Drop every commit of a commit set (``tusk delete commit ID``)."""
+        self._commit_set_op(set_id, self.delete_commit)
+
+    def squash_commit_set(self, set_id: str) -> None:
+        """Squash every commit of a commit set (``tusk squash commit ID``)."""
+        self._commit_set_op(set_id, self.squash_commit)
+
+    def _commit_set_op(self, set_id: str, op: Callable[..., None]) -> None:
+        with self._lock:
+            repos = self.commit_set_members(set_id)
+            if not repos:
+                raise NotFound(f"commit set {set_id} not found (list them with `tusk list commit`)")
+            # Upstream first: each op takes what was computed from its commit along.
+            remaining = set(repos)
+            for r in repos:
+                if r in remaining and self._get_commit(r, set_id) is not None:
+                    subs = {x for x, _ in self.subvenant_commits(r, set_id)}
+                    upstream = any(r in {x for x, _ in self.subvenant_commits(o, set_id)}
+                                   for o in remaining if o != r)
+                    if upstream:
+                        continue
+                    op(r, set_id, recursive=True)
+                    remaining -= subs | {r}
+            for r in sorted(remaining):
+                if self._get_commit(r, set_id) is not None:
+                    op(r, set_id, recursive=True)
 
     def inspect_commit_set(self, set_id: str, wait: bool = False) -> list[CommitInfo]:
         out = []

@@ -279,15 +279,7 @@ class PPS:
                 self.pfs.inspect_repo(cron.repo)
             except NotFound:
                 self.pfs.create_repo(cron.repo, f"Cron ticks ({cron.spec}) for pipeline {name}.")
-        for b in inputs:
-            try:
-                self.pfs.inspect_repo(b.repo)
-            except NotFound:
-                raise NotFound(
-                    f"input repo {b.repo} of pipeline {name} not found: create it with "
-                    f"`tusk create repo {b.repo}` (input.pfs.repo)") from None
-            if b.repo == name:
-                raise InvalidArgument(f"pipeline {name} cannot read its own output repo")
+        self._check_inputs(spec)
         with self._lock, self.pfs.exclusive():
             existing = self._find_pipeline(name)
             now = time.time()
@@ -304,7 +296,8 @@ class PPS:
                 rec = PipelineRec(name=name, spec=spec.to_dict(),
                                   salt=spec.salt or uuid.uuid4().hex, created=now,
                                   state="RUNNING")
-                self.meta.put(keys.pipeline(name), rec.encode())
+                self.meta.txn([], [Put(keys.pipeline(name), rec.encode()),
+                                   Put(keys.pipeline_version(name, rec.version), rec.encode())])
                 try:
                     self.pfs.create_repo(name, f"Output repo for pipeline {name}.")
                     self.pfs.create_branch(name, spec.output_branch, provenance=inputs)
@@ -324,12 +317,52 @@ class PPS:
                         salt=uuid.uuid4().hex if reprocess else cur.salt)
 
                 rec = self._update_pipeline(name, change)
+                self.meta.put(keys.pipeline_version(name, rec.version), rec.encode())
                 if not rec.stopped:
                     # A new job over the current inputs, with the new spec.
                     self.pfs.create_branch(name, spec.output_branch, provenance=inputs)
             self._sync_controller(rec)
         self._notify()
         return self.inspect_pipeline(name)
+
+    def _check_inputs(self, spec: PipelineSpec) -> None:
+        crons = {c.repo for c in cron_inputs(spec)}
+        for b in self._input_branches(spec):
+            if b.repo == spec.name:
+                raise InvalidArgument(f"pipeline {spec.name} cannot read its own output repo")
+            if b.repo in crons:
+                continue  # made with the pipeline
+            try:
+                self.pfs.inspect_repo(b.repo)
+            except NotFound:
+                raise NotFound(
+                    f"input repo {b.repo} of pipeline {spec.name} not found: create it with "
+                    f"`tusk create repo {b.repo}` (input.pfs.repo)") from None
+
+    def check_pipeline(self, spec: PipelineSpec | dict[str, Any],
+                       update: bool = False) -> PipelineInfo:
+        """What :meth:`create_pipeline` would make of ``spec``, changing nothing:
+        the same checks (a valid spec, existing input repos, no clash with an
+        existing pipeline or repo unless ``update``) and the resulting info."""
+        if isinstance(spec, dict):
+            spec = spec_from_dict(spec)
+        self._check_inputs(spec)
+        existing = self._find_pipeline(spec.name)
+        if existing is not None and not (update or spec.update):
+            raise PipelineExists(spec.name)
+        if existing is None:
+            try:
+                self.pfs.inspect_repo(spec.name)
+                raise AlreadyExists(
+                    f"pipeline {spec.name} cannot be created because a repo with the same "
+                    "name already exists (delete the repo or choose another pipeline name)")
+            except NotFound:
+                pass
+        return PipelineInfo(name=spec.name, version=existing.version + 1 if existing else 1,
+                            spec=spec.to_dict(), state=PipelineState.STARTING, reason="",
+                            created=time.time(), last_job_state=None,
+                            salt=existing.salt if existing else "", stopped=False,
+                            description=spec.description)
 
     def _sync_controller(self, rec: PipelineRec) -> None:
         with self._lock:
@@ -359,6 +392,24 @@ class PPS:
     def list_pipeline(self) -> list[PipelineInfo]:
         out = [self._pipeline_info(r) for r in self._pipelines()]
         out.sort(key=lambda p: p.created, reverse=True)
+        return out
+
+    def pipeline_history(self, name: str, history: int = -1) -> list[PipelineInfo]:
+        """Pipeline ``name``'s current version and up to ``history`` earlier
+        ones (-1: all), newest first."""
+        cur = self._pipeline_info(self._get_pipeline(name))
+        out = [cur]
+        if history == 0:
+            return out
+        older = [PipelineRec.decode(kv.value)
+                 for kv in self.meta.range(keys.pipeline_versions(name))]
+        older = [r for r in older if r.version < cur.version]
+        older.sort(key=lambda r: r.version, reverse=True)
+        if history > 0:
+            older = older[:history]
+        for r in older:
+            out.append(dataclasses.replace(
+                self._pipeline_info(r), state=PipelineState.PAUSED, last_job_state=None))
         return out
 
     def _consumers(self, name: str) -> list[str]:
@@ -530,7 +581,7 @@ class PPS:
                                 state=DatumState.PENDING, files=pd.files(), hash=pd.hash)
         for s in plan.skipped if plan is not None else ():
             yield DatumInfo(id=s.id, pipeline=pipeline, job_id=j.id, state=DatumState.SKIPPED,
-                            files=s.files, hash=s.hash, outputs=s.outputs)
+                            files=s.datum_files(), hash=s.hash, outputs=s.outputs)
 
     def _datum_info(self, j: JobRec, r: DatumResult, pd: PlannedDatum | None) -> DatumInfo:
         return DatumInfo(id=r.id, pipeline=j.pipeline, job_id=j.id, state=DatumState(r.state),
@@ -558,12 +609,55 @@ class PPS:
         return out
 
     def get_logs(self, pipeline: str, job: str | None = None, datum: str | None = None,
-                 follow: bool = False, cancel: threading.Event | None = None) -> Iterator[LogLine]:
+                 follow: bool = False, cancel: threading.Event | None = None,
+                 master: bool = False, worker: bool = False, tail: int = 0,
+                 since: float = 0.0) -> Iterator[LogLine]:
+        """Log lines of a pipeline's jobs, oldest job first.
+
+        Two kinds: the master's (job created, running with N datums, finished
+        with its state and reason: ``LogLine.master``) and the workers' (the
+        user code's stdout/stderr and per-datum ``system`` messages).
+        ``master``/``worker`` keep only one kind; ``tail`` keeps only the last
+        N lines of what exists now; ``since`` only lines newer than that many
+        seconds. With ``follow`` new lines stream until ``cancel`` is set.
+        """
         self._get_pipeline(pipeline)
-        seen: set[tuple[str, int]] = set()
+        if datum:
+            master = False
+            worker = True
+        kinds = (not worker or master, not master or worker)  # (master lines, worker lines)
+        cutoff = time.time() - since if since > 0 else 0.0
+        seen: set[tuple[str, int | str]] = set()
+        first = True
         while True:
-            jobs = [self._resolve_job(pipeline, job)] if job else self.jobs.of_pipeline(pipeline)
-            for j in jobs:
+            batch = [line for line in self._log_pass(pipeline, job, datum, seen, kinds)
+                     if line.ts >= cutoff]
+            if first and tail > 0:
+                batch = batch[-tail:]
+            first = False
+            yield from batch
+            if not follow or (cancel is not None and cancel.is_set()):
+                return
+            with self._wake:
+                self._wake.wait(0.5)
+            if cancel is not None and cancel.is_set():
+                return
+
+    def _log_pass(self, pipeline: str, job: str | None, datum: str | None,
+                  seen: set[tuple[str, int | str]],
+                  kinds: tuple[bool, bool]) -> Iterator[LogLine]:
+        """Lines not yet in ``seen`` (which this adds to), job by job."""
+        jobs = [self._resolve_job(pipeline, job)] if job else self.jobs.of_pipeline(pipeline)
+        for j in jobs:
+            events = _job_events(j) if kinds[0] else []
+            # The job's own events frame its datums' lines: created and
+            # running before them, finished after.
+            for key, ts, text in events:
+                if key != "finished" and (j.id, key) not in seen:
+                    seen.add((j.id, key))
+                    yield LogLine(pipeline=pipeline, job_id=j.id, datum_id="", ts=ts,
+                                  stream="system", message=text, master=True)
+            if kinds[1]:
                 for unit, _, results in self.jobs.results(j):
                     if (j.id, unit) in seen:
                         continue
@@ -576,12 +670,26 @@ class PPS:
                                 yield LogLine(pipeline=pipeline, job_id=j.id, datum_id=r.id,
                                               ts=ts, stream=stream, message=line,
                                               worker=r.worker)
-            if not follow or (cancel is not None and cancel.is_set()):
-                return
-            with self._wake:
-                self._wake.wait(0.5)
-            if cancel is not None and cancel.is_set():
-                return
+            for key, ts, text in events:
+                if key == "finished" and (j.id, key) not in seen:
+                    seen.add((j.id, key))
+                    yield LogLine(pipeline=pipeline, job_id=j.id, datum_id="", ts=ts,
+                                  stream="system", message=text, master=True)
 
+
+def _job_events(j: JobRec) -> list[tuple[str, float, str]]:
+    """The master's lines of a job: ``(key, time, text)``."""
+    out = [("created", j.created, f"job {j.id} created (pipeline version {j.version})")]
+    if j.started is not None:
+        todo = j.data_total - j.data_skipped
+        out.append(("started", j.started, f"job {j.id} running: {todo} datums to process, "
+                                          f"{j.data_skipped} skipped"))
+    if j.finished is not None:
+        state = j.state.lower()
+        text = (f"job {j.id} finished: {state}; {j.data_processed} processed, "
+                f"{j.data_skipped} skipped, {j.data_failed} failed, "
+                f"{j.data_recovered} recovered")
+        out.append(("finished", j.finished, text + (f"; {j.reason}" if j.reason else "")))
+    return out
 
 __all__ = ["CLAIM_TTL", "DEFAULT_IMAGE", "PPS"]

@@ -3,6 +3,7 @@
 Metadata (small records; JSON unless noted)::
 
     pipelines/<pipeline>                  PipelineRec
+    pipeline_versions/<pipeline>/<v:06d>  PipelineRec of each version (list pipeline --history)
     jobs/<pipeline>/<job>                 JobRec
     queue/<pipeline>/<job>/<unit:06d>     UnitTicket   a unit waiting for a worker
     claims/<pipeline>/<job>/<unit:06d>    UnitTicket   a unit a worker holds (on its lease)
@@ -28,6 +29,14 @@ ALL_PIPELINES = "pipelines/"
 
 def pipeline(name: str) -> str:
     return f"pipelines/{name}"
+
+
+def pipeline_version(name: str, version: int) -> str:
+    return f"pipeline_versions/{name}/{version:06d}"
+
+
+def pipeline_versions(name: str) -> str:
+    return f"pipeline_versions/{name}/"
 
 
 def jobs(pipeline: str) -> str:
@@ -79,8 +88,8 @@ def cron(pipeline: str, input_name: str) -> str:
 
 def per_pipeline_prefixes(pipeline: str) -> tuple[str, ...]:
     """Every metadata prefix holding records of ``pipeline`` (deleted with it)."""
-    return (f"jobs/{pipeline}/", f"queue/{pipeline}/", f"claims/{pipeline}/",
-            f"done/{pipeline}/", f"attempts/{pipeline}/", f"cron/{pipeline}/")
+    return tuple(f"{kind}/{pipeline}/" for kind in (
+        "pipeline_versions", "jobs", "queue", "claims", "done", "attempts", "cron"))
 
 
 def plan_object(pipeline: str, job_id: str) -> str:

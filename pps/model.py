@@ -124,3 +124,4 @@ class LogLine:
     stream: str  # "stdout" | "stderr" | "system"
     message: str
     worker: str = ""
+    master: bool = False  # a job event of the pipeline's master, not a datum's line

@@ -124,11 +124,15 @@ class UnitDone(_JSONRecord):
             for a unit done before attempts were numbered (``units/<n>``).
         tries: attempts made, when it used them up.
         error: why its last attempt ended without results.
+        processed, failed, recovered: the unit's datum counts by outcome.
     """
 
     attempt: int = -1
     tries: int = 0
     error: str = ""
+    processed: int = 0  # datums of the unit that succeeded, failed, were recovered:
+    failed: int = 0     # the master's progress counts come from these records
+    recovered: int = 0  # alone, without reading any results object
 
 
 class _Codec(Protocol):
@@ -211,11 +215,17 @@ class PlannedDatum:
         return tuple(i.file() for i in self.inputs)
 
 
+#: A datum's input file as stored: the fields of :class:`pps.model.DatumFile`.
+FileTuple = tuple[str, str, str, str, str]
+
+
 class DatumIndexEntry(NamedTuple):
     """A datum in a successful job's index: what a later job compares to skip it.
 
-    A NamedTuple rather than a frozen dataclass (as :class:`pps.model.DatumFile`):
-    every job decodes and re-encodes one per datum of its inputs.
+    A NamedTuple rather than a frozen dataclass, with its input files kept
+    as the plain tuples msgpack gives back: every job decodes and re-encodes
+    one entry per datum of its inputs (10^4-10^6), and only ``list datum``
+    needs the files as :class:`~pps.model.DatumFile` (:meth:`datum_files`).
 
     Attributes:
         job: the job that ran it (its outputs and logs are that job's).
@@ -228,21 +238,21 @@ class DatumIndexEntry(NamedTuple):
     state: str
     job: str
     outputs: tuple[str, ...] = ()
-    files: tuple[DatumFile, ...] = ()
+    files: tuple[FileTuple, ...] = ()
 
     def encode(self) -> dict[str, Any]:
-        # Tuples (DatumFile included) pack as msgpack arrays: nothing to convert.
+        # Tuples pack as msgpack arrays: nothing to convert.
         return {"id": self.id, "hash": self.hash, "state": self.state, "job": self.job,
                 "outputs": self.outputs, "files": self.files}
 
     @staticmethod
     def decode(v: dict[str, Any]) -> DatumIndexEntry:
+        """From what ``msgpack.unpackb(..., use_list=False)`` gives (tuples)."""
         return DatumIndexEntry(v["id"], v["hash"], v["state"], v.get("job", ""),
-                               tuple(v.get("outputs") or ()),
-                               tuple(DatumFile(*f) for f in v.get("files") or ()))
+                               tuple(v.get("outputs") or ()), tuple(v.get("files") or ()))
 
-    def with_files(self, files: tuple[DatumFile, ...]) -> DatumIndexEntry:
-        return self if self.files else self._replace(files=files)
+    def datum_files(self) -> tuple[DatumFile, ...]:
+        return tuple(DatumFile._make(f) for f in self.files)
 
 
 def encode_index(entries: Sequence[DatumIndexEntry]) -> bytes:
@@ -250,7 +260,8 @@ def encode_index(entries: Sequence[DatumIndexEntry]) -> bytes:
 
 
 def decode_index(data: bytes) -> list[DatumIndexEntry]:
-    return [DatumIndexEntry.decode(v) for v in msgpack.unpackb(data, raw=False)]
+    return [DatumIndexEntry.decode(v)
+            for v in msgpack.unpackb(data, raw=False, use_list=False)]
 
 
 @dataclass(frozen=True)
@@ -280,7 +291,7 @@ class Plan:
         """The plan in ``data``; ``skipped=False`` leaves the skipped datums
         out (a worker needs only what it runs, and a job over 10^5 unchanged
         files would decode them for nothing)."""
-        v = msgpack.unpackb(data, raw=False)
+        v = msgpack.unpackb(data, raw=False, use_list=False)
         return Plan(process=tuple(PlannedDatum.decode(d) for d in v["process"]),
                     skipped=tuple(DatumIndexEntry.decode(s) for s in v["skipped"])
                     if skipped else (),

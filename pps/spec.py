@@ -399,6 +399,20 @@ class PipelineSpec:
             d["reprocess"] = True
         return d
 
+    def warnings(self) -> tuple[str, ...]:
+        """One line per field that is accepted and recorded but not acted on
+        (it only shapes Kubernetes objects in Pachyderm)."""
+        used = list(self.extras)
+        if self.resource_requests is not None:
+            used.append("resource_requests")
+        if self.autoscaling:
+            used.append("autoscaling")
+        if self.metadata.annotations or self.metadata.labels:
+            used.append("metadata")
+        used += [f"transform.{k}" for k in self.transform.extras]
+        return tuple(f'field "{k}" is recorded but not used by tusk: in Pachyderm it only '
+                     "shapes Kubernetes objects" for k in sorted(used))
+
     def to_json(self) -> str:
         """Canonical JSON text (sorted keys, no whitespace)."""
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
@@ -541,7 +555,7 @@ def _load_documents(text: str) -> list[Any]:
 def spec_from_dict(raw: Any) -> PipelineSpec:
     """Validate one pipeline given as a dict (decoded JSON/YAML) and fill defaults."""
     d = _obj(raw, "", "a pipeline spec object")
-    _check_fields(
+    d = _check_fields(
         d,
         "",
         (
@@ -557,11 +571,11 @@ def spec_from_dict(raw: Any) -> PipelineSpec:
     if "pipeline" not in d:
         raise InvalidSpec("pipeline.name", 'missing required field "pipeline.name"')
     pd = _obj(d["pipeline"], "pipeline", 'an object like {"name": "edges"}')
-    _check_fields(pd, "pipeline", ("name", "project"), ())
+    pd = _check_fields(pd, "pipeline", ("name", "project"), ())
     if "name" not in pd or pd["name"] in ("", None):
         raise InvalidSpec("pipeline.name", 'missing required field "pipeline.name"')
     name = _name(pd["name"], "pipeline.name")
-    project = _name(pd.get("project") or DEFAULT_PROJECT, "pipeline.project")
+    project = _project(pd.get("project"), "pipeline.project", DEFAULT_PROJECT)
     pipeline = PipelineRef(name, project)
 
     if "transform" not in d or d["transform"] is None:
@@ -575,11 +589,12 @@ def spec_from_dict(raw: Any) -> PipelineSpec:
         )
     inp = _input(d["input"], "input", pipeline)
     _check_names(inp, "input")
+    _check_projects(pipeline, inp)
 
     par = ParallelismSpec()
     if d.get("parallelism_spec") is not None:
         ps = _obj(d["parallelism_spec"], "parallelism_spec", 'an object like {"constant": 2}')
-        _check_fields(ps, "parallelism_spec", ("constant",), ("coefficient",))
+        ps = _check_fields(ps, "parallelism_spec", ("constant",), ("coefficient",))
         c = _nonneg_int(ps.get("constant", 0), "parallelism_spec.constant")
         par = ParallelismSpec(c or 1)
 
@@ -617,7 +632,7 @@ def spec_from_dict(raw: Any) -> PipelineSpec:
 
 def _transform(raw: Any) -> Transform:
     t = _obj(raw, "transform", 'an object like {"image": "...", "cmd": ["..."]}')
-    _check_fields(
+    t = _check_fields(
         t,
         "transform",
         ("image", "cmd", "stdin", "env", "err_cmd", "err_stdin", "accept_return_code",
@@ -651,7 +666,7 @@ def _transform(raw: Any) -> Transform:
 
 def _input(raw: Any, path: str, pipeline: PipelineRef) -> Input:
     d = _obj(raw, path, "an input object with one of pfs, cross, union, join, group, cron")
-    _check_fields(d, path, _INPUT_KINDS, ())
+    d = _check_fields(d, path, _INPUT_KINDS, ())
     present = [k for k in _INPUT_KINDS if d.get(k) not in (None, [], {})]
     if len(present) != 1:
         got = "none" if not present else " and ".join(present)
@@ -719,7 +734,7 @@ def _input(raw: Any, path: str, pipeline: PipelineRef) -> Input:
 
 def _pfs(raw: Any, path: str, pipeline: PipelineRef) -> PFSInput:
     p = _obj(raw, path, 'an object like {"repo": "data", "glob": "/*"}')
-    _check_fields(
+    p = _check_fields(
         p,
         path,
         ("name", "repo", "repo_type", "branch", "glob", "join_on", "outer_join", "group_by",
@@ -756,7 +771,7 @@ def _pfs(raw: Any, path: str, pipeline: PipelineRef) -> PFSInput:
         repo=repo,
         glob=glob,
         branch=_name(p.get("branch") or "master", f"{path}.branch"),
-        project=_name(p.get("project") or pipeline.project, f"{path}.project"),
+        project=_project(p.get("project"), f"{path}.project", pipeline.project),
         repo_type=repo_type,
         join_on=_str(p.get("join_on") or "", f"{path}.join_on"),
         outer_join=_bool(p.get("outer_join", False), f"{path}.outer_join"),
@@ -769,7 +784,7 @@ def _pfs(raw: Any, path: str, pipeline: PipelineRef) -> PFSInput:
 
 def _cron(raw: Any, path: str, pipeline: PipelineRef) -> CronInput:
     c = _obj(raw, path, 'an object like {"name": "tick", "spec": "@every 1m"}')
-    _check_fields(c, path, ("name", "spec", "repo", "project", "overwrite", "start"), ())
+    c = _check_fields(c, path, ("name", "spec", "repo", "project", "overwrite", "start"), ())
     if not c.get("name"):
         raise InvalidSpec(f"{path}.name", f'missing required field "{path}.name"')
     name = _name(c["name"], f"{path}.name")
@@ -812,6 +827,18 @@ def _check_cron(spec: str, path: str) -> None:
         )
 
 
+def _check_projects(pipeline: PipelineRef, inp: Input) -> None:
+    """Projects other than ``default`` are refused until tusk has projects:
+    silently reading ``default``'s repo of the same name would be wrong data."""
+    named = [("pipeline.project", pipeline.project)]
+    named += [("input...project", leaf.project) for leaf in inp.leaves()]
+    for path, project in named:
+        if project != DEFAULT_PROJECT:
+            raise InvalidSpec(
+                path, f'project "{project}" is not supported yet: tusk has only the '
+                f'"{DEFAULT_PROJECT}" project (drop the project fields, or use "default")')
+
+
 def _check_names(inp: Input, path: str) -> list[str]:
     """Return the input names visible in one datum of ``inp``, checking uniqueness.
 
@@ -844,7 +871,7 @@ def _resources(raw: Any, path: str) -> ResourceSpec | None:
     if raw is None:
         return None
     r = _obj(raw, path, 'an object like {"cpu": 1, "memory": "1Gi"}')
-    _check_fields(r, path, ("cpu", "memory", "disk", "gpu"), ())
+    r = _check_fields(r, path, ("cpu", "memory", "disk", "gpu"), ())
     cpu = mem = disk = None
     if r.get("cpu") not in (None, ""):
         try:
@@ -871,7 +898,7 @@ def _resources(raw: Any, path: str) -> ResourceSpec | None:
     gpu = None
     if r.get("gpu") is not None:
         g = _obj(r["gpu"], f"{path}.gpu", 'an object like {"type": "nvidia.com/gpu", "number": 1}')
-        _check_fields(g, f"{path}.gpu", ("type", "number"), ())
+        g = _check_fields(g, f"{path}.gpu", ("type", "number"), ())
         gpu = GPUSpec(
             type=_str(g.get("type", ""), f"{path}.gpu.type"),
             number=_nonneg_int(g.get("number", 0), f"{path}.gpu.number"),
@@ -883,7 +910,7 @@ def _metadata(raw: Any) -> Metadata:
     if raw is None:
         return Metadata()
     m = _obj(raw, "metadata", 'an object like {"labels": {"team": "x"}}')
-    _check_fields(m, "metadata", ("annotations", "labels"), ())
+    m = _check_fields(m, "metadata", ("annotations", "labels"), ())
     return Metadata(
         annotations=_str_map(m.get("annotations"), "metadata.annotations"),
         labels=_str_map(m.get("labels"), "metadata.labels"),
@@ -909,19 +936,48 @@ def _obj(value: Any, path: str, expected: str) -> Mapping[str, Any]:
     return {k: v for k, v in value.items() if v is not None}
 
 
+def _snake(key: str) -> str:
+    """``joinOn`` -> ``join_on``: protobuf's JSON name back to the field name."""
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", lambda m: "_" + m.group(1).lower(), key)
+
+
+def _camel(name: str) -> str:
+    """``join_on`` -> ``joinOn`` (protobuf's JSON name of a field)."""
+    first, *rest = name.split("_")
+    return first + "".join(w[:1].upper() + w[1:] for w in rest)
+
+
 def _check_fields(
     d: Mapping[str, Any], path: str, known: Sequence[str], unsupported: Sequence[str]
-) -> None:
+) -> dict[str, Any]:
+    """Check an object's field names; return it with snake_case names.
+
+    Every field may be spelled as the proto field (``join_on``) or as its
+    JSON name (``joinOn``), as protobuf's JSON parser (and so Pachyderm)
+    accepts; one field given both ways is an error. Unknown fields are
+    named with the nearest valid name, in the user's spelling.
+    """
     prefix = f"{path}." if path else ""
-    for key in d:
-        if key in known:
-            continue
+    out: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    for key, value in d.items():
+        name = _snake(key) if isinstance(key, str) else key
         full = f"{prefix}{key}"
-        if key in unsupported:
+        if name in known:
+            if name in out:
+                raise InvalidSpec(full, f'field "{prefix}{name}" is set twice, as '
+                                        f'"{spelled[name]}" and "{key}": keep one')
+            out[name] = value
+            spelled[name] = str(key)
+            continue
+        if name in unsupported:
             raise InvalidSpec(full, f'field "{full}" is not supported by tusk')
-        close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
+        camel = isinstance(key, str) and any(c.isupper() for c in key)
+        choices = {(_camel(k) if camel else k): k for k in known}
+        close = difflib.get_close_matches(str(key), list(choices), n=1, cutoff=0.6)
         hint = f' (did you mean "{prefix}{close[0]}"?)' if close else ""
         raise InvalidSpec(full, f'unknown field "{full}"{hint}')
+    return out
 
 
 def _str(value: Any, path: str) -> str:
@@ -936,16 +992,28 @@ def _bool(value: Any, path: str) -> bool:
     return value
 
 
+_INT_TEXT = re.compile(r"-?\d+")
+
+
+def _as_int(value: Any) -> Any:
+    """protobuf's JSON mapping: integers may be numbers (2, 2.0) or strings
+    ("2", the usual form of 64-bit ones); anything else is left as it is."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
+        return int(value)
+    return value
+
+
 def _int(value: Any, path: str) -> int:
+    value = _as_int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidSpec(path, f'"{path}" must be an integer, got {_show(value)}')
     return value
 
 
 def _nonneg_int(value: Any, path: str) -> int:
-    # JSON numbers like 2.0 are accepted: protobuf's JSON mapping does the same.
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
+    value = _as_int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidSpec(path, f'"{path}" must be a non-negative integer, got {_show(value)}')
     return value
@@ -989,6 +1057,14 @@ def _name(value: Any, path: str) -> str:
             f"at most {MAX_NAME_LENGTH} allowed",
         )
     return name
+
+
+def _project(value: Any, path: str, default: str) -> str:
+    """A project: a name, or Pachyderm's message form ``{"name": "..."}``."""
+    if isinstance(value, Mapping):
+        value = _check_fields(value, path, ("name",), ()).get("name")
+        path = f"{path}.name"
+    return _name(value or default, path)
 
 
 def _glob(value: Any, path: str) -> str:

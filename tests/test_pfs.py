@@ -259,6 +259,95 @@ def test_drop_commit(pfs: PFS) -> None:
     assert paths(pfs.list_file("r", "master")) == []
 
 
+def test_squash_commit_folds_it_into_its_children(pfs: PFS) -> None:
+    pfs.create_repo("r")
+    first = put_files(pfs, "r", "master", {"/a": b"1"})
+    second = put_files(pfs, "r", "master", {"/b": b"2"})
+    third = put_files(pfs, "r", "master", {"/a": b"3"})
+    with pytest.raises(errors.FailedPrecondition, match="use the drop operation instead"):
+        pfs.squash_commit("r", third)
+    pfs.squash_commit("r", second)
+    with pytest.raises(errors.NotFound):
+        pfs.inspect_commit("r", second)
+    assert pfs.inspect_commit("r", third).parent == first
+    assert [c.id for c in pfs.list_commit("r", "master")] == [third, first]
+    # The children keep their content: /b, written by the squashed commit, stays.
+    assert read(pfs, "r", third, "/b") == b"2" and read(pfs, "r", third, "/a") == b"3"
+    assert read(pfs, "r", "master^", "/a") == b"1"
+
+
+def test_squash_refuses_open_children_and_branch_heads(pfs: PFS) -> None:
+    pfs.create_repo("r")
+    first = put_files(pfs, "r", "master", {"/a": b"1"})
+    pfs.create_branch("r", "pinned", head=first)
+    put_files(pfs, "r", "master", {"/b": b"2"})
+    with pytest.raises(errors.FailedPrecondition, match="head of branch pinned"):
+        pfs.squash_commit("r", first)
+    pfs.delete_branch("r", "pinned")
+    second = pfs.inspect_commit("r", "master").id
+    pfs.start_commit("r", "master")  # an open child of the second commit
+    with pytest.raises(errors.FailedPrecondition, match="not finished yet"):
+        pfs.squash_commit("r", second)
+
+
+def _finish_open(pfs: PFS, repo: str) -> None:
+    """Finish every open commit of ``repo``, oldest first (what a pipeline does)."""
+    for c in reversed(list(pfs.list_commit(repo))):
+        if c.state not in (CommitState.FINISHING, CommitState.FINISHED):
+            pfs.finish_commit(repo, c.id)
+    head = pfs.inspect_commit(repo, "master")
+    pfs.inspect_commit(repo, head.id, wait=CommitState.FINISHED, timeout=10)
+
+
+def test_drop_and_squash_with_subvenance_need_recursive(pfs: PFS) -> None:
+    pfs.create_repo("in")
+    pfs.create_repo("out")
+    pfs.create_branch("out", "master", provenance=[BranchRef("in", "master")])
+    c1 = put_files(pfs, "in", "master", {"/a": b"1"})
+    _finish_open(pfs, "out")
+    assert pfs.subvenant_commits("in", c1) == [("out", c1)]
+    with pytest.raises(errors.FailedPrecondition, match=r"out@.*--recursive \(-r\)"):
+        pfs.delete_commit("in", c1)
+    c2 = put_files(pfs, "in", "master", {"/b": b"2"})
+    _finish_open(pfs, "out")
+    with pytest.raises(errors.FailedPrecondition, match="--recursive"):
+        pfs.squash_commit("in", c1)
+    pfs.squash_commit("in", c1, recursive=True)
+    for repo in ("in", "out"):
+        with pytest.raises(errors.NotFound):
+            pfs.inspect_commit(repo, c1)
+    pfs.delete_commit("in", c2, recursive=True)
+    assert pfs.inspect_commit("in", "master").size_bytes == 0
+    with pytest.raises(errors.NotFound):
+        pfs.inspect_commit("out", c2)
+
+
+def test_commit_set_drop_removes_every_member(pfs: PFS) -> None:
+    pfs.create_repo("in")
+    pfs.create_repo("out")
+    pfs.create_branch("out", "master", provenance=[BranchRef("in", "master")])
+    c1 = put_files(pfs, "in", "master", {"/a": b"1"})
+    _finish_open(pfs, "out")
+    pfs.delete_commit_set(c1)
+    assert pfs.commit_set_members(c1) == []
+    with pytest.raises(errors.NotFound, match="commit set"):
+        pfs.delete_commit_set(c1)
+
+
+def test_find_commits_that_changed_a_path(pfs: PFS) -> None:
+    pfs.create_repo("r")
+    c1 = put_files(pfs, "r", "master", {"/a": b"1", "/d/x": b"x"})
+    put_files(pfs, "r", "master", {"/b": b"2"})
+    c3 = put_files(pfs, "r", "master", {"/a": b"3"})
+    w = pfs.modify_file("r", "master")
+    w.delete_file("/a")
+    c4 = w.close().id
+    assert [c.id for c in pfs.find_commits("r", "master", "/a")] == [c4, c3, c1]
+    assert [c.id for c in pfs.find_commits("r", "master", "/a", limit=1)] == [c4]
+    assert [c.id for c in pfs.find_commits("r", "master", "/d")] == [c1]
+    assert list(pfs.find_commits("r", "master", "/nope")) == []
+
+
 def test_wait_and_subscribe(pfs: PFS) -> None:
     import threading
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -296,7 +297,7 @@ def test_parse_cpu() -> None:
 # --- canonical form ------------------------------------------------------------------
 
 FULL: dict[str, Any] = {
-    "pipeline": {"name": "full", "project": "proj"},
+    "pipeline": {"name": "full", "project": "default"},
     "description": "everything",
     "transform": {
         "image": "img",
@@ -349,7 +350,7 @@ def test_round_trip_is_canonical() -> None:
     assert again == s
     assert again.to_dict() == d
     assert d["input"]["cross"][2]["cron"]["repo"] == "full_tick"
-    assert d["input"]["cross"][0]["union"][0]["pfs"]["project"] == "proj"
+    assert d["input"]["cross"][0]["union"][0]["pfs"]["project"] == "default"
     assert d["datum_timeout"] == "1m30s"
 
 
@@ -375,3 +376,71 @@ def test_null_means_unset() -> None:
     s = spec_from_dict(spec(description=None, datum_tries=None, autoscaling=None, salt=None))
     assert (s.description, s.datum_tries, s.autoscaling, s.salt) == ("", 3, False, "")
     assert invalid(spec(transform=None)).path == "transform.cmd"
+
+
+# --- Pachyderm's JSON spellings ----------------------------------------------------------
+
+CAMEL: dict[str, Any] = {
+    "pipeline": {"name": "inner", "project": {"name": "default"}},
+    "description": "a join written the way Pachyderm's examples write it",
+    "input": {"join": [
+        {"pfs": {"repo": "stores", "branch": "master", "glob": "/STOREID(*).txt",
+                 "joinOn": "$1", "outerJoin": True}},
+        {"pfs": {"repo": "purchases", "glob": "/*_STOREID(*).txt", "joinOn": "$1",
+                 "emptyFiles": True}},
+    ]},
+    "transform": {"cmd": ["sh"], "stdin": ["true"], "acceptReturnCode": ["4", 5],
+                  "workingDir": "/app", "errCmd": ["true"]},
+    "parallelismSpec": {"constant": "2"},
+    "datumTries": "4",
+    "datumTimeout": "1m30s",
+    "jobTimeout": "1h",
+    "reprocessSpec": "every_job",
+    "outputBranch": "master",
+}
+
+
+def test_camel_case_fields_mean_the_same_as_snake_case() -> None:
+    s = spec_from_dict(CAMEL)
+    stores, purchases = (c.pfs for c in s.input.join)
+    assert stores is not None and purchases is not None
+    assert (stores.join_on, stores.outer_join, purchases.empty_files) == ("$1", True, True)
+    assert s.transform.accept_return_code == (4, 5)
+    assert (s.transform.working_dir, s.transform.err_cmd) == ("/app", ("true",))
+    assert (s.parallelism_spec.constant, s.datum_tries) == (2, 4)
+    assert (s.datum_timeout, s.job_timeout, s.reprocess_spec) == (90.0, 3600.0, "every_job")
+    # The canonical form is snake_case, so both spellings store the same spec.
+    text = json.dumps(CAMEL)
+    for camel in ("joinOn", "outerJoin", "emptyFiles", "acceptReturnCode", "workingDir",
+                  "errCmd", "parallelismSpec", "datumTries", "datumTimeout", "jobTimeout",
+                  "reprocessSpec", "outputBranch"):
+        text = text.replace(f'"{camel}"', '"' + re.sub(r"([A-Z])", r"_\1", camel).lower() + '"')
+    snake = json.loads(text)
+    assert "join_on" in text and "joinOn" not in text
+    assert spec_from_dict(snake).to_json() == s.to_json()
+
+
+@pytest.mark.parametrize("pfs_fields, words", [
+    ({"joinOnn": "$1"}, 'unknown field "input.pfs.joinOnn" (did you mean "input.pfs.joinOn"?)'),
+    ({"join_onn": "$1"}, 'unknown field "input.pfs.join_onn" (did you mean "input.pfs.join_on"?)'),
+    ({"joinOn": "$1", "join_on": "$1"}, 'is set twice, as "joinOn" and "join_on"'),
+    ({"project": "staging"}, 'project "staging" is not supported yet'),
+])
+def test_field_errors_use_the_users_spelling(pfs_fields: dict[str, Any], words: str) -> None:
+    raw = {"pipeline": {"name": "p"}, "transform": {"cmd": ["x"]},
+           "input": {"pfs": {"repo": "a", "glob": "/*", **pfs_fields}}}
+    with pytest.raises(InvalidSpec) as info:
+        spec_from_dict(raw)
+    assert words in str(info.value)
+
+
+def test_kubernetes_only_fields_are_recorded_with_one_warning_each() -> None:
+    s = spec_from_dict({"pipeline": {"name": "p"}, "transform": {"cmd": ["x"]},
+                        "input": {"pfs": {"repo": "a", "glob": "/*"}},
+                        "podPatch": "[]", "resourceRequests": {"cpu": 1, "memory": "1G"},
+                        "schedulingSpec": {"nodeSelector": {"a": "b"}}, "autoscaling": True})
+    warned = [w.split('"')[1] for w in s.warnings()]
+    assert warned == ["autoscaling", "pod_patch", "resource_requests", "scheduling_spec"]
+    assert s.to_dict()["pod_patch"] == "[]"  # recorded as given
+    assert spec_from_dict({"pipeline": {"name": "p"}, "transform": {"cmd": ["x"]},
+                           "input": {"pfs": {"repo": "a", "glob": "/*"}}}).warnings() == ()

@@ -311,6 +311,12 @@ class Client(PPSMixin):  # pipelines, jobs, datums, logs: tusk/pps_client.py
             repo=pfs_pb2.Repo(name=repo), to=_commit(repo, ref) if ref else None,
             number=number, origin_kind=_enum(origin, _ORIGIN_NAMES, "origin")))
 
+    def find_commits(self, repo: str, ref: Ref, path: str, limit: int = 0
+                     ) -> Stream[pfs_pb2.CommitInfo]:
+        """The commits, walking back from ``ref``, that changed ``path``, newest first."""
+        return self._stream("FindCommits", pfs_pb2.FindCommitsRequest(
+            start=_commit(repo, ref), path=path, limit=limit))
+
     def subscribe_commit(self, repo: str, branch: str, from_commit: Ref | None = None,
                          state: str | int | None = "FINISHED", new: bool = False
                          ) -> Stream[pfs_pb2.CommitInfo]:
@@ -321,11 +327,29 @@ class Client(PPSMixin):  # pipelines, jobs, datums, logs: tusk/pps_client.py
             from_commit=_commit(repo, from_commit) if from_commit else None,
             state=_enum(state, _STATE_NAMES, "state"), new=new))
 
-    def drop_commit(self, repo: str, ref: Ref) -> None:
-        """Delete a commit without children (branch heads move to its parent)."""
-        self._call("DropCommit", pfs_pb2.DropCommitRequest(commit=_commit(repo, ref)))
+    def drop_commit(self, repo: str, ref: Ref, recursive: bool = False) -> None:
+        """Delete a commit without children (branch heads move to its parent);
+        ``recursive``: the commits computed from it too (refused otherwise)."""
+        self._call("DropCommit", pfs_pb2.DropCommitRequest(commit=_commit(repo, ref),
+                                                           recursive=recursive))
 
     delete_commit = drop_commit
+
+    def squash_commit(self, repo: str, ref: Ref, recursive: bool = False) -> None:
+        """Fold a commit into its children, which keep their content; refused
+        for a commit without children (drop it instead)."""
+        self._call("SquashCommit", pfs_pb2.SquashCommitRequest(commit=_commit(repo, ref),
+                                                               recursive=recursive))
+
+    def drop_commit_set(self, id: str) -> None:
+        """Drop every commit of commit set ``id``."""
+        self._call("DropCommitSet", pfs_pb2.CommitSetRequest(
+            commit_set=pfs_pb2.CommitSet(id=id)))
+
+    def squash_commit_set(self, id: str) -> None:
+        """Squash every commit of commit set ``id``."""
+        self._call("SquashCommitSet", pfs_pb2.CommitSetRequest(
+            commit_set=pfs_pb2.CommitSet(id=id)))
 
     def inspect_commit_set(self, id: str, wait: bool = False) -> Stream[pfs_pb2.CommitInfo]:
         """The commits sharing a global ID (``wait``: as each one finishes)."""

@@ -90,12 +90,14 @@ class PPSMixin:
 
     # pipelines
 
-    def create_pipeline(self, spec: SpecLike, update: bool = False, reprocess: bool = False
-                        ) -> pps_pb2.PipelineInfo:
+    def create_pipeline(self, spec: SpecLike, update: bool = False, reprocess: bool = False,
+                        dry_run: bool = False) -> pps_pb2.PipelineInfo:
         """Create a pipeline (``update=True``: replace an existing one's spec; with
-        ``reprocess=True`` every datum is processed again)."""
+        ``reprocess=True`` every datum is processed again). ``dry_run=True``
+        checks the spec (and its input repos) and creates nothing. The answer's
+        ``warnings`` list fields that are recorded but not used."""
         r: pps_pb2.PipelineInfo = self._pps_call("CreatePipeline", pps_pb2.CreatePipelineRequest(
-            spec_json=_spec_text(spec), update=update, reprocess=reprocess))
+            spec_json=_spec_text(spec), update=update, reprocess=reprocess, dry_run=dry_run))
         return r
 
     def update_pipeline(self, spec: SpecLike, reprocess: bool = False) -> pps_pb2.PipelineInfo:
@@ -107,9 +109,14 @@ class PPSMixin:
             "InspectPipeline", pps_pb2.InspectPipelineRequest(pipeline=_pipeline(name)))
         return r
 
-    def list_pipeline(self) -> Stream[pps_pb2.PipelineInfo]:
-        """Every pipeline, newest first."""
-        return self._pps_stream("ListPipeline", pps_pb2.ListPipelineRequest())
+    def list_pipeline(self, pipeline: str = "", history: int = 0
+                      ) -> Stream[pps_pb2.PipelineInfo]:
+        """Every pipeline (or only ``pipeline``), newest first; ``history``:
+        also up to that many earlier versions of each (-1: all of them)."""
+        req = pps_pb2.ListPipelineRequest(history=history)
+        if pipeline:
+            req.pipeline.CopyFrom(_pipeline(pipeline))
+        return self._pps_stream("ListPipeline", req)
 
     def delete_pipeline(self, name: str, force: bool = False, keep_repo: bool = False) -> None:
         """Delete a pipeline, its jobs and (unless ``keep_repo``) its output repo;
@@ -172,9 +179,14 @@ class PPSMixin:
         return r
 
     def get_logs(self, pipeline: str, job: str | None = None, datum: str | None = None,
-                 follow: bool = False) -> Stream[pps_pb2.LogMessage]:
-        """Log lines of the user code (and tusk's per-datum messages, stream
-        ``system``). With ``follow`` the stream never ends by itself: stop
-        iterating (or close it) to end it."""
+                 follow: bool = False, master: bool = False, worker: bool = False,
+                 tail: int = 0, since: float = 0.0) -> Stream[pps_pb2.LogMessage]:
+        """Log lines of a pipeline's jobs: the master's job events (``master``
+        set on them) and the workers' lines (user code output, per-datum
+        ``system`` messages). ``master``/``worker`` keep one kind; ``tail`` the
+        last N lines; ``since`` lines newer than that many seconds. With
+        ``follow`` the stream never ends by itself: stop iterating (or close
+        it) to end it."""
         return self._pps_stream("GetLogs", pps_pb2.GetLogsRequest(
-            pipeline=_pipeline(pipeline), job=job or "", datum=datum or "", follow=follow))
+            pipeline=_pipeline(pipeline), job=job or "", datum=datum or "", follow=follow,
+            master=master, worker=worker, tail=tail, since_seconds=since))

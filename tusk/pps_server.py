@@ -132,6 +132,7 @@ def log_msg(line: model.LogLine) -> pps_pb2.LogMessage:
         stream=line.stream,
         message=line.message,
         worker=line.worker,
+        master=line.master,
     )
 
 
@@ -180,8 +181,13 @@ class PPSServicer:
     def CreatePipeline(self, req: pps_pb2.CreatePipelineRequest, ctx: grpc.ServicerContext
                        ) -> pps_pb2.PipelineInfo:
         spec = parse_spec(req.spec_json)
-        return pipeline_info_msg(
-            self.pps.create_pipeline(spec, update=req.update, reprocess=req.reprocess))
+        if req.dry_run:
+            msg = pipeline_info_msg(self.pps.check_pipeline(spec, update=req.update))
+        else:
+            msg = pipeline_info_msg(
+                self.pps.create_pipeline(spec, update=req.update, reprocess=req.reprocess))
+        msg.warnings.extend(spec.warnings())
+        return msg
 
     @_unary
     def InspectPipeline(self, req: pps_pb2.InspectPipelineRequest, ctx: grpc.ServicerContext
@@ -191,7 +197,13 @@ class PPSServicer:
     @_stream
     def ListPipeline(self, req: pps_pb2.ListPipelineRequest, ctx: grpc.ServicerContext
                      ) -> Iterator[pps_pb2.PipelineInfo]:
-        for pi in self.pps.list_pipeline():
+        name = _name(req.pipeline) if req.HasField("pipeline") else ""
+        if not req.history and not name:
+            items = self.pps.list_pipeline()
+        else:
+            names = [name] if name else [p.name for p in self.pps.list_pipeline()]
+            items = [pi for n in names for pi in self.pps.pipeline_history(n, req.history)]
+        for pi in items:
             yield pipeline_info_msg(pi)
 
     @_unary
@@ -278,9 +290,12 @@ class PPSServicer:
     def GetLogs(self, req: pps_pb2.GetLogsRequest, ctx: grpc.ServicerContext
                 ) -> Iterator[pps_pb2.LogMessage]:
         cancel = _cancel_event(ctx)
+        if req.tail < 0 or req.since_seconds < 0:
+            raise errors.InvalidArgument("tail and since must not be negative")
         for line in self.pps.get_logs(_name(req.pipeline), job=req.job or None,
                                       datum=req.datum or None, follow=req.follow,
-                                      cancel=cancel):
+                                      cancel=cancel, master=req.master, worker=req.worker,
+                                      tail=req.tail, since=req.since_seconds):
             yield log_msg(line)
 
 

@@ -380,6 +380,15 @@ class PFSServicer:
             yield commit_info_msg(ci)
 
     @_stream
+    def FindCommits(self, req: pfs_pb2.FindCommitsRequest, ctx: grpc.ServicerContext
+                    ) -> Iterator[pfs_pb2.CommitInfo]:
+        if req.limit < 0:
+            raise errors.InvalidArgument("limit must not be negative")
+        for ci in self.pfs.find_commits(_need(req.start.repo, "repo name"),
+                                        commit_ref(req.start), req.path or "/", limit=req.limit):
+            yield commit_info_msg(ci)
+
+    @_stream
     def SubscribeCommit(self, req: pfs_pb2.SubscribeCommitRequest, ctx: grpc.ServicerContext
                         ) -> Iterator[pfs_pb2.CommitInfo]:
         # The core blocks waiting for new commits; the event ends that wait
@@ -396,7 +405,27 @@ class PFSServicer:
     @_unary
     def DropCommit(self, req: pfs_pb2.DropCommitRequest, ctx: grpc.ServicerContext
                    ) -> empty_pb2.Empty:
-        self.pfs.delete_commit(_need(req.commit.repo, "repo name"), commit_ref(req.commit))
+        self.pfs.delete_commit(_need(req.commit.repo, "repo name"), commit_ref(req.commit),
+                               recursive=req.recursive)
+        return empty_pb2.Empty()
+
+    @_unary
+    def SquashCommit(self, req: pfs_pb2.SquashCommitRequest, ctx: grpc.ServicerContext
+                     ) -> empty_pb2.Empty:
+        self.pfs.squash_commit(_need(req.commit.repo, "repo name"), commit_ref(req.commit),
+                               recursive=req.recursive)
+        return empty_pb2.Empty()
+
+    @_unary
+    def DropCommitSet(self, req: pfs_pb2.CommitSetRequest, ctx: grpc.ServicerContext
+                      ) -> empty_pb2.Empty:
+        self.pfs.delete_commit_set(_need(req.commit_set.id, "commit set id"))
+        return empty_pb2.Empty()
+
+    @_unary
+    def SquashCommitSet(self, req: pfs_pb2.CommitSetRequest, ctx: grpc.ServicerContext
+                        ) -> empty_pb2.Empty:
+        self.pfs.squash_commit_set(_need(req.commit_set.id, "commit set id"))
         return empty_pb2.Empty()
 
     @_stream

@@ -103,10 +103,10 @@ def drive(ctl: Controller, j: JobRec) -> None:
         if timeout and j.started and time.time() - j.started > timeout:
             kill(ctl, j, f"job exceeded its job_timeout ({timeout:g}s)")
             return
-        if ctl.queue.done_count(j.id) >= j.units:
+        done, _ = _update_counts(ctl, j)
+        if done >= j.units:
             break
         ctl.queue.requeue_lost(j.id, j.units)
-        _update_counts(ctl, j)
         wait = 5.0
         if timeout and j.started:
             wait = max(0.05, min(wait, j.started + timeout - time.time()))
@@ -172,12 +172,26 @@ def _all_results(ctl: Controller, j: JobRec) -> tuple[list[DatumResult], str]:
     return results, lost
 
 
-def _update_counts(ctl: Controller, j: JobRec) -> None:
-    results, _ = _all_results(ctl, j)
-    processed, failed, recovered = counts(results)
-    if (processed, failed, recovered) != (j.data_processed, j.data_failed, j.data_recovered):
+def _update_counts(ctl: Controller, j: JobRec) -> tuple[int, bool]:
+    """Refresh the job's datum counts from its done units' records (no
+    results object is read: the master wakes at every unit's end, and a
+    job's units would be read again at each wake-up). Returns how many units
+    are done, and whether the counts are exact (every done record carries
+    them; records of older versions do not)."""
+    processed = failed = recovered = done = 0
+    exact = True
+    for _, rec in ctl.queue.done_units(j.id):
+        done += 1
+        if rec.attempt == -1 and not rec.error:
+            exact = False  # written before units carried counts
+        processed += rec.processed
+        failed += rec.failed
+        recovered += rec.recovered
+    if exact and (processed, failed, recovered) != (
+            j.data_processed, j.data_failed, j.data_recovered):
         ctl.env.jobs.advance(j, data_processed=processed, data_failed=failed,
                              data_recovered=recovered)
+    return done, exact
 
 
 def _finish(ctl: Controller, j: JobRec) -> None:

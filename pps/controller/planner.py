@@ -72,7 +72,7 @@ def plan_job(spec: PipelineSpec, salt: str, commits: Mapping[str, str], source: 
         b = base.get(pd.id)
         if b is not None and not no_skip and b.hash == pd.hash and b.state == "success":
             # Keep the inputs of the run that produced the outputs (lineage).
-            skipped.append(b.with_files(pd.files()))
+            skipped.append(b if b.files else b._replace(files=pd.files()))
         else:
             process.append(pd)
     delete = [p for did, b in base.items() if did not in current for p in b.outputs]

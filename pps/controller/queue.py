@@ -78,13 +78,14 @@ class WorkQueue:
         kv = self.meta.get(c.key)
         return kv is not None and kv.mod_revision == c.mod_revision
 
-    def complete(self, c: Claim) -> bool:
-        """Mark the unit done with attempt ``c.attempt``'s results; False (and
-        nothing written) when the claim was lost meanwhile."""
+    def complete(self, c: Claim, counts: tuple[int, int, int] = (0, 0, 0)) -> bool:
+        """Mark the unit done with attempt ``c.attempt``'s results and their
+        ``(processed, failed, recovered)`` counts; False (and nothing written)
+        when the claim was lost meanwhile."""
+        done = UnitDone(c.attempt, processed=counts[0], failed=counts[1], recovered=counts[2])
         return self.meta.txn(
             [Compare(c.key, c.mod_revision), Compare(keys.done(self.pipeline, c.job, c.unit), 0)],
-            [Delete(c.key),
-             Put(keys.done(self.pipeline, c.job, c.unit), UnitDone(c.attempt).encode())])
+            [Delete(c.key), Put(keys.done(self.pipeline, c.job, c.unit), done.encode())])
 
     def give_back(self, c: Claim, error: str) -> None:
         """The attempt failed without results: queue the unit again (one try used)."""
@@ -95,9 +96,6 @@ class WorkQueue:
     def release(self, c: Claim) -> None:
         """Give the unit back without using a try (the job ended or the worker stops)."""
         self.meta.txn([Compare(c.key, c.mod_revision)], [Delete(c.key)])
-
-    def done_count(self, job: str) -> int:
-        return sum(1 for _ in self.meta.range(keys.done_prefix(self.pipeline, job)))
 
     def done_units(self, job: str) -> Iterator[tuple[int, UnitDone]]:
         """``(unit, record)`` of every finished unit of ``job``, in unit order."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from pfs.blobs import ChunkRef
 from pfs.errors import NotFound, TuskError
 from pfs.tree import Tree
 from pps import keys
+from pps.controller.merge import counts
 from pps.controller.queue import Claim
 from pps.jobs import is_terminal
 from pps.records import DatumResult, Plan, encode_results
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
     from pps.controller import Controller
 
 log = logging.getLogger("tusk.pps")
+
+#: Seconds between a worker's checks that its job still runs and its claim holds.
+CHECK_EVERY = 0.25
 
 
 def runner_spec(ctl: Controller) -> RunnerSpec:
@@ -115,17 +120,27 @@ def run_unit(ctl: Controller, worker: DatumWorker, claim: Claim, plans: _PlanCac
     env = ctl.env
     plan = plans.get(claim.job)
     results: list[DatumResult] = []
+    checked = 0.0
     for d in plan.unit(claim.unit):
-        j = env.jobs.find(ctl.name, claim.job)
-        if j is None or is_terminal(j) or ctl.stopped or not ctl.queue.still_held(claim):
+        # Between datums: stop if the job ended (stop job, timeout) or the
+        # claim was lost. Two metadata reads, so at most every CHECK_EVERY
+        # seconds: datums of a millisecond would otherwise pay for them.
+        if ctl.stopped:
             ctl.queue.release(claim)
             return
+        now = time.monotonic()
+        if now - checked >= CHECK_EVERY:
+            checked = now
+            j = env.jobs.find(ctl.name, claim.job)
+            if j is None or is_terminal(j) or not ctl.queue.still_held(claim):
+                ctl.queue.release(claim)
+                return
         r = worker.run(claim.job, d)
         r.worker = env.instance
         results.append(r)
     env.pfs.objects.put(keys.unit_object(ctl.name, claim.job, claim.unit, claim.attempt),
                         encode_results(results))
-    if not ctl.queue.complete(claim):
+    if not ctl.queue.complete(claim, counts(results)):
         log.warning("pipeline %s: unit %d of job %s was handed to another worker while this "
                     "one ran it; its results are dropped", ctl.name, claim.unit, claim.job)
     env.notify()

@@ -296,6 +296,16 @@ class ListCommitRequest(_message.Message):
     origin_kind: OriginKind
     def __init__(self, repo: _Optional[_Union[Repo, _Mapping]] = ..., to: _Optional[_Union[Commit, _Mapping]] = ..., number: _Optional[int] = ..., origin_kind: _Optional[_Union[OriginKind, str]] = ...) -> None: ...
 
+class FindCommitsRequest(_message.Message):
+    __slots__ = ("start", "path", "limit")
+    START_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    start: Commit
+    path: str
+    limit: int
+    def __init__(self, start: _Optional[_Union[Commit, _Mapping]] = ..., path: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
 class SubscribeCommitRequest(_message.Message):
     __slots__ = ("repo", "branch", "from_commit", "state", "new")
     REPO_FIELD_NUMBER: _ClassVar[int]
@@ -311,10 +321,26 @@ class SubscribeCommitRequest(_message.Message):
     def __init__(self, repo: _Optional[_Union[Repo, _Mapping]] = ..., branch: _Optional[str] = ..., from_commit: _Optional[_Union[Commit, _Mapping]] = ..., state: _Optional[_Union[CommitState, str]] = ..., new: _Optional[bool] = ...) -> None: ...
 
 class DropCommitRequest(_message.Message):
-    __slots__ = ("commit",)
+    __slots__ = ("commit", "recursive")
     COMMIT_FIELD_NUMBER: _ClassVar[int]
+    RECURSIVE_FIELD_NUMBER: _ClassVar[int]
     commit: Commit
-    def __init__(self, commit: _Optional[_Union[Commit, _Mapping]] = ...) -> None: ...
+    recursive: bool
+    def __init__(self, commit: _Optional[_Union[Commit, _Mapping]] = ..., recursive: _Optional[bool] = ...) -> None: ...
+
+class SquashCommitRequest(_message.Message):
+    __slots__ = ("commit", "recursive")
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    RECURSIVE_FIELD_NUMBER: _ClassVar[int]
+    commit: Commit
+    recursive: bool
+    def __init__(self, commit: _Optional[_Union[Commit, _Mapping]] = ..., recursive: _Optional[bool] = ...) -> None: ...
+
+class CommitSetRequest(_message.Message):
+    __slots__ = ("commit_set",)
+    COMMIT_SET_FIELD_NUMBER: _ClassVar[int]
+    commit_set: CommitSet
+    def __init__(self, commit_set: _Optional[_Union[CommitSet, _Mapping]] = ...) -> None: ...
 
 class InspectCommitSetRequest(_message.Message):
     __slots__ = ("commit_set", "wait")

@@ -103,9 +103,29 @@ class APIStub:
                 request_serializer=pfs__pb2.SubscribeCommitRequest.SerializeToString,
                 response_deserializer=pfs__pb2.CommitInfo.FromString,
                 _registered_method=True)
+        self.FindCommits = channel.unary_stream(
+                '/tusk.pfs.API/FindCommits',
+                request_serializer=pfs__pb2.FindCommitsRequest.SerializeToString,
+                response_deserializer=pfs__pb2.CommitInfo.FromString,
+                _registered_method=True)
         self.DropCommit = channel.unary_unary(
                 '/tusk.pfs.API/DropCommit',
                 request_serializer=pfs__pb2.DropCommitRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.SquashCommit = channel.unary_unary(
+                '/tusk.pfs.API/SquashCommit',
+                request_serializer=pfs__pb2.SquashCommitRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.DropCommitSet = channel.unary_unary(
+                '/tusk.pfs.API/DropCommitSet',
+                request_serializer=pfs__pb2.CommitSetRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.SquashCommitSet = channel.unary_unary(
+                '/tusk.pfs.API/SquashCommitSet',
+                request_serializer=pfs__pb2.CommitSetRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
         self.InspectCommitSet = channel.unary_stream(
@@ -266,7 +286,31 @@ class APIServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FindCommits(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DropCommit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SquashCommit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropCommitSet(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SquashCommitSet(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -426,9 +470,29 @@ def add_APIServicer_to_server(servicer, server):
                     request_deserializer=pfs__pb2.SubscribeCommitRequest.FromString,
                     response_serializer=pfs__pb2.CommitInfo.SerializeToString,
             ),
+            'FindCommits': grpc.unary_stream_rpc_method_handler(
+                    servicer.FindCommits,
+                    request_deserializer=pfs__pb2.FindCommitsRequest.FromString,
+                    response_serializer=pfs__pb2.CommitInfo.SerializeToString,
+            ),
             'DropCommit': grpc.unary_unary_rpc_method_handler(
                     servicer.DropCommit,
                     request_deserializer=pfs__pb2.DropCommitRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'SquashCommit': grpc.unary_unary_rpc_method_handler(
+                    servicer.SquashCommit,
+                    request_deserializer=pfs__pb2.SquashCommitRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'DropCommitSet': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropCommitSet,
+                    request_deserializer=pfs__pb2.CommitSetRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'SquashCommitSet': grpc.unary_unary_rpc_method_handler(
+                    servicer.SquashCommitSet,
+                    request_deserializer=pfs__pb2.CommitSetRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'InspectCommitSet': grpc.unary_stream_rpc_method_handler(
@@ -866,6 +930,33 @@ class API:
             _registered_method=True)
 
     @staticmethod
+    def FindCommits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tusk.pfs.API/FindCommits',
+            pfs__pb2.FindCommitsRequest.SerializeToString,
+            pfs__pb2.CommitInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def DropCommit(request,
             target,
             options=(),
@@ -881,6 +972,87 @@ class API:
             target,
             '/tusk.pfs.API/DropCommit',
             pfs__pb2.DropCommitRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SquashCommit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tusk.pfs.API/SquashCommit',
+            pfs__pb2.SquashCommitRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropCommitSet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tusk.pfs.API/DropCommitSet',
+            pfs__pb2.CommitSetRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SquashCommitSet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tusk.pfs.API/SquashCommitSet',
+            pfs__pb2.CommitSetRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,

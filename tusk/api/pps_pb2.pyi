@@ -77,7 +77,7 @@ class Pipeline(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class PipelineInfo(_message.Message):
-    __slots__ = ("pipeline", "version", "spec", "state", "reason", "created_at", "last_job_state", "salt", "stopped", "description")
+    __slots__ = ("pipeline", "version", "spec", "state", "reason", "created_at", "last_job_state", "salt", "stopped", "description", "warnings")
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +88,7 @@ class PipelineInfo(_message.Message):
     SALT_FIELD_NUMBER: _ClassVar[int]
     STOPPED_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     pipeline: Pipeline
     version: int
     spec: _struct_pb2.Struct
@@ -98,7 +99,8 @@ class PipelineInfo(_message.Message):
     salt: str
     stopped: bool
     description: str
-    def __init__(self, pipeline: _Optional[_Union[Pipeline, _Mapping]] = ..., version: _Optional[int] = ..., spec: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., state: _Optional[_Union[PipelineState, str]] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_job_state: _Optional[_Union[JobState, str]] = ..., salt: _Optional[str] = ..., stopped: _Optional[bool] = ..., description: _Optional[str] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, pipeline: _Optional[_Union[Pipeline, _Mapping]] = ..., version: _Optional[int] = ..., spec: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., state: _Optional[_Union[PipelineState, str]] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_job_state: _Optional[_Union[JobState, str]] = ..., salt: _Optional[str] = ..., stopped: _Optional[bool] = ..., description: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("pipeline", "id")
@@ -205,7 +207,7 @@ class DatumInfo(_message.Message):
     def __init__(self, datum: _Optional[_Union[Datum, _Mapping]] = ..., state: _Optional[_Union[DatumState, str]] = ..., files: _Optional[_Iterable[_Union[DatumFile, _Mapping]]] = ..., hash: _Optional[str] = ..., reason: _Optional[str] = ..., attempts: _Optional[int] = ..., duration: _Optional[float] = ..., outputs: _Optional[_Iterable[str]] = ..., stats: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class LogMessage(_message.Message):
-    __slots__ = ("pipeline_name", "job_id", "datum_id", "ts", "stream", "message", "worker")
+    __slots__ = ("pipeline_name", "job_id", "datum_id", "ts", "stream", "message", "worker", "master")
     PIPELINE_NAME_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     DATUM_ID_FIELD_NUMBER: _ClassVar[int]
@@ -213,6 +215,7 @@ class LogMessage(_message.Message):
     STREAM_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     WORKER_FIELD_NUMBER: _ClassVar[int]
+    MASTER_FIELD_NUMBER: _ClassVar[int]
     pipeline_name: str
     job_id: str
     datum_id: str
@@ -220,17 +223,20 @@ class LogMessage(_message.Message):
     stream: str
     message: str
     worker: str
-    def __init__(self, pipeline_name: _Optional[str] = ..., job_id: _Optional[str] = ..., datum_id: _Optional[str] = ..., ts: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stream: _Optional[str] = ..., message: _Optional[str] = ..., worker: _Optional[str] = ...) -> None: ...
+    master: bool
+    def __init__(self, pipeline_name: _Optional[str] = ..., job_id: _Optional[str] = ..., datum_id: _Optional[str] = ..., ts: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stream: _Optional[str] = ..., message: _Optional[str] = ..., worker: _Optional[str] = ..., master: _Optional[bool] = ...) -> None: ...
 
 class CreatePipelineRequest(_message.Message):
-    __slots__ = ("spec_json", "update", "reprocess")
+    __slots__ = ("spec_json", "update", "reprocess", "dry_run")
     SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
     UPDATE_FIELD_NUMBER: _ClassVar[int]
     REPROCESS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     spec_json: str
     update: bool
     reprocess: bool
-    def __init__(self, spec_json: _Optional[str] = ..., update: _Optional[bool] = ..., reprocess: _Optional[bool] = ...) -> None: ...
+    dry_run: bool
+    def __init__(self, spec_json: _Optional[str] = ..., update: _Optional[bool] = ..., reprocess: _Optional[bool] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class InspectPipelineRequest(_message.Message):
     __slots__ = ("pipeline",)
@@ -239,8 +245,12 @@ class InspectPipelineRequest(_message.Message):
     def __init__(self, pipeline: _Optional[_Union[Pipeline, _Mapping]] = ...) -> None: ...
 
 class ListPipelineRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("pipeline", "history")
+    PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    pipeline: Pipeline
+    history: int
+    def __init__(self, pipeline: _Optional[_Union[Pipeline, _Mapping]] = ..., history: _Optional[int] = ...) -> None: ...
 
 class DeletePipelineRequest(_message.Message):
     __slots__ = ("pipeline", "force", "keep_repo")
@@ -307,13 +317,21 @@ class InspectDatumRequest(_message.Message):
     def __init__(self, datum: _Optional[_Union[Datum, _Mapping]] = ...) -> None: ...
 
 class GetLogsRequest(_message.Message):
-    __slots__ = ("pipeline", "job", "datum", "follow")
+    __slots__ = ("pipeline", "job", "datum", "follow", "master", "worker", "tail", "since_seconds")
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     JOB_FIELD_NUMBER: _ClassVar[int]
     DATUM_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    MASTER_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    TAIL_FIELD_NUMBER: _ClassVar[int]
+    SINCE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     pipeline: Pipeline
     job: str
     datum: str
     follow: bool
-    def __init__(self, pipeline: _Optional[_Union[Pipeline, _Mapping]] = ..., job: _Optional[str] = ..., datum: _Optional[str] = ..., follow: _Optional[bool] = ...) -> None: ...
+    master: bool
+    worker: bool
+    tail: int
+    since_seconds: float
+    def __init__(self, pipeline: _Optional[_Union[Pipeline, _Mapping]] = ..., job: _Optional[str] = ..., datum: _Optional[str] = ..., follow: _Optional[bool] = ..., master: _Optional[bool] = ..., worker: _Optional[bool] = ..., tail: _Optional[int] = ..., since_seconds: _Optional[float] = ...) -> None: ...

@@ -1,0 +1,308 @@
+# ruff: noqa: F811  (pytest fixtures imported from tests.test_cli are parameters here)
+"""Pachyderm's spec dialect and pipeline commands, end to end through the CLI.
+
+Specs here are written the way Pachyderm's own examples write them today
+(protobuf JSON names: ``joinOn``, ``outerJoin``, ``groupBy``, ``emptyFiles``,
+integers as strings, a jsonnet template with ``--arg``), with our own data
+shaped like those examples' (stores and purchases joined by store ID, lab
+results grouped by patient, fruits and prices linked with ``emptyFiles``).
+Each runs in a real ``tusk daemon`` with the Docker runner.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_cli import Tusk, _table, tusk  # noqa: F401
+from tests.test_pps_cli import IMAGE, _needs_docker, block, busybox_image, put_files  # noqa: F401
+
+pytestmark = pytest.mark.docker
+
+
+def _n(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:6]}"
+
+
+def _spec_file(tmp: Path, *specs: dict[str, Any]) -> str:
+    path = tmp / f"{uuid.uuid4().hex}.json"
+    path.write_text("\n".join(json.dumps(s, indent=2) for s in specs))
+    return str(path)
+
+
+def _files(tusk: Tusk, repo: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in tusk.ok("glob", "file", f"{repo}@master:/**", "--raw").splitlines():
+        info = json.loads(line)
+        if info.get("file_type", "FILE") in ("FILE", 1):
+            path = info["file"]["path"]
+            out[path] = tusk.ok("get", "file", f"{repo}@master:{path}")
+    return out
+
+
+def _wait_head(tusk: Tusk, pipeline: str) -> dict[str, str]:
+    return block(tusk.ok("wait", "job", f"{pipeline}@master"))
+
+
+def test_camel_case_join_runs_end_to_end(tusk: Tusk, tmp_path: Path) -> None:
+    stores, purchases, name = _n("stores"), _n("purchases"), _n("inner_join")
+    for r in (stores, purchases):
+        tusk.ok("create", "repo", r)
+    put_files(tusk, stores, {"STOREID1.txt": b'{"zip": "02108"}\n',
+                             "STOREID2.txt": b'{"zip": "90210"}\n',
+                             "STOREID4.txt": b'{"zip": "94107"}\n'}, tmp_path)
+    put_files(tusk, purchases, {"ORDERW1_STOREID1.txt": b"sku 1\n",
+                                "ORDERW2_STOREID1.txt": b"sku 2\n",
+                                "ORDERW3_STOREID2.txt": b"sku 3\n",
+                                "ORDERW9_STOREID0.txt": b"sku 9\n"}, tmp_path)
+    spec = {
+        "pipeline": {"name": name},
+        "description": "purchases by store, camelCase as Pachyderm writes it",
+        "input": {"join": [
+            {"pfs": {"repo": stores, "branch": "master", "glob": "/STOREID(*).txt",
+                     "joinOn": "$1", "outerJoin": True}},
+            {"pfs": {"repo": purchases, "branch": "master", "glob": "/*_STOREID(*).txt",
+                     "joinOn": "$1"}},
+        ]},
+        "transform": {"image": IMAGE, "cmd": ["sh"], "stdin": [
+            f'id="$PACH_DATUM_{stores}_JOIN_ON"',
+            'mkdir -p "/pfs/out/$id"',
+            f'for f in /pfs/{purchases}/*; do [ -e "$f" ] && cp "$f" "/pfs/out/$id/"; done',
+            "true",
+        ], "acceptReturnCode": ["1"]},
+        "parallelismSpec": {"constant": "1"},
+        "datumTries": "2",
+        "datumTimeout": "60s",
+    }
+    tusk.ok("create", "pipeline", "-f", _spec_file(tmp_path, spec))
+    job = _wait_head(tusk, name)
+    assert job["State"] == "success", job
+    files = _files(tusk, name)
+    # Store 4 has no purchase (outer join on stores: its datum still runs);
+    # store 0's purchase has no store and the purchases side is inner: dropped.
+    assert files == {"/1/ORDERW1_STOREID1.txt": "sku 1\n", "/1/ORDERW2_STOREID1.txt": "sku 2\n",
+                     "/2/ORDERW3_STOREID2.txt": "sku 3\n"}
+    datums = _table(tusk.ok("list", "datum", f"{name}@master"))
+    assert len(datums) == 3
+
+
+def test_camel_case_group_and_empty_files_links(tusk: Tusk, tmp_path: Path) -> None:
+    lab, fruits, prices = _n("labresults"), _n("fruits"), _n("pricing")
+    group, shuffle = _n("group_by_patient"), _n("shuffle")
+    for r in (lab, fruits, prices):
+        tusk.ok("create", "repo", r)
+    put_files(tusk, lab, {"T1-LIPID-PATID1-CLIA7.txt": b"a\n", "T2-LIPID-PATID2-CLIA7.txt": b"b\n",
+                          "T3-LIPID-PATID1-CLIA8.txt": b"c\n"}, tmp_path)
+    put_files(tusk, fruits, {"apple.jpeg": b"APPLE-PIXELS", "mango.jpeg": b"MANGO-PIXELS"},
+              tmp_path)
+    put_files(tusk, prices, {"apple.json": b'{"price_usd": 100}',
+                             "mango.json": b'{"price_usd": 10}'}, tmp_path)
+    group_spec = {
+        "pipeline": {"name": group},
+        "input": {"group": [{"pfs": {"repo": lab, "branch": "master",
+                                     "glob": "/*-PATID(*)-*.txt", "groupBy": "$1"}}]},
+        "transform": {"image": IMAGE, "cmd": ["sh"], "stdin": [
+            f'mkdir -p "/pfs/out/$PACH_DATUM_{lab}_GROUP_BY"',
+            f'cp /pfs/{lab}/* "/pfs/out/$PACH_DATUM_{lab}_GROUP_BY/"']},
+    }
+    shuffle_spec = {
+        "input": {"union": [{"pfs": {"glob": "/*.jpeg", "repo": fruits, "emptyFiles": True}},
+                            {"pfs": {"glob": "/*.json", "repo": prices, "emptyFiles": True}}]},
+        "pipeline": {"name": shuffle},
+        "transform": {"image": IMAGE, "cmd": ["sh"], "stdin": [
+            f"for f in /pfs/{fruits}/*.jpeg; do [ -e $f ] || continue; n=$(basename $f .jpeg);"
+            " mkdir -p /pfs/out/$n; ln -s $f /pfs/out/$n/img.jpeg; done",
+            f"for f in /pfs/{prices}/*.json; do [ -e $f ] || continue; n=$(basename $f .json);"
+            " mkdir -p /pfs/out/$n; ln -s $f /pfs/out/$n/cost.json; done"]},
+    }
+    tusk.ok("create", "pipeline", "-f", _spec_file(tmp_path, group_spec, shuffle_spec))
+    assert _wait_head(tusk, group)["State"] == "success"
+    assert _files(tusk, group) == {"/1/T1-LIPID-PATID1-CLIA7.txt": "a\n",
+                                   "/1/T3-LIPID-PATID1-CLIA8.txt": "c\n",
+                                   "/2/T2-LIPID-PATID2-CLIA7.txt": "b\n"}
+    assert _wait_head(tusk, shuffle)["State"] == "success"
+    # emptyFiles stages empty files; the links still store the real content.
+    assert _files(tusk, shuffle) == {"/apple/img.jpeg": "APPLE-PIXELS",
+                                     "/apple/cost.json": '{"price_usd": 100}',
+                                     "/mango/img.jpeg": "MANGO-PIXELS",
+                                     "/mango/cost.json": '{"price_usd": 10}'}
+
+
+JSONNET = """
+function(suffix, src)
+[
+  {
+    pipeline: { name: "tmpl-" + suffix },
+    description: "made from a template over " + src,
+    input: { pfs: { repo: src, glob: "/*" } },
+    transform: { image: "%(image)s", cmd: ["sh", "-c", "cp /pfs/" + src + "/* /pfs/out/"] },
+  },
+  {
+    pipeline: { name: "tmpl-" + suffix + "-count" },
+    input: { pfs: { repo: "tmpl-" + suffix, glob: "/" } },
+    transform: { image: "%(image)s",
+                 cmd: ["sh", "-c", "ls /pfs/tmpl-" + suffix + " | wc -l > /pfs/out/n"] },
+  },
+]
+"""
+
+
+def test_jsonnet_template_with_args(tusk: Tusk, tmp_path: Path) -> None:
+    src, suffix = _n("images"), uuid.uuid4().hex[:6]
+    tusk.ok("create", "repo", src)
+    put_files(tusk, src, {"a": b"1", "b": b"2"}, tmp_path)
+    tmpl = tmp_path / "edges.jsonnet"
+    tmpl.write_text(JSONNET % {"image": IMAGE})
+    tusk.ok("create", "pipeline", "--jsonnet", str(tmpl), "--arg", f"suffix={suffix}",
+            "--arg", f"src={src}")
+    assert _wait_head(tusk, f"tmpl-{suffix}-count")["State"] == "success"
+    assert tusk.ok("get", "file", f"tmpl-{suffix}-count@master:/n").strip() == "2"
+    err = tusk.fails("create", "pipeline", "--jsonnet", str(tmpl), "--arg", f"suffix={suffix}x")
+    assert "jsonnet template" in err and "src" in err
+    assert "expected KEY=VALUE" in tusk.fails("create", "pipeline", "--jsonnet", str(tmpl),
+                                              "--arg", "novalue", code=2)
+
+
+def test_dry_run_validate_and_warnings(tusk: Tusk, tmp_path: Path) -> None:
+    src, name = _n("data"), _n("checked")
+    tusk.ok("create", "repo", src)
+    spec = {"pipeline": {"name": name}, "input": {"pfs": {"repo": src, "glob": "/*"}},
+            "transform": {"image": IMAGE, "cmd": ["true"]},
+            "podPatch": "[]", "resourceRequests": {"cpu": 1}}
+    path = _spec_file(tmp_path, spec)
+    r = tusk.run("validate", "pipeline", "-f", path)
+    assert r.code == 0 and f"pipeline {name}: valid" in r.out
+    assert 'field "pod_patch" is recorded but not used by tusk' in r.err
+    assert 'field "resource_requests"' in r.err
+    r = tusk.run("create", "pipeline", "--dry-run", "-f", path)
+    assert r.code == 0 and "nothing changed" in r.out
+    assert "not found" in tusk.fails("inspect", "pipeline", name)
+    bad = dict(spec, input={"pfs": {"repo": src, "glob": "/*", "joinOnn": "$1"}})
+    err = tusk.fails("validate", "pipeline", "-f", _spec_file(tmp_path, bad))
+    assert 'unknown field "input.pfs.joinOnn" (did you mean "input.pfs.joinOn"?)' in err
+    missing = dict(spec, input={"pfs": {"repo": "no-such-repo", "glob": "/*"}})
+    err = tusk.fails("create", "pipeline", "--dry-run", "-f", _spec_file(tmp_path, missing))
+    assert "input repo no-such-repo" in err and "tusk create repo no-such-repo" in err
+    r = tusk.run("create", "pipeline", "-f", path)
+    assert r.code == 0 and "warning: pipeline" in r.err
+    assert "only http:// and https://" in tusk.fails("create", "pipeline", "-f", "ftp://x/y.json")
+    assert "could not fetch the spec" in tusk.fails("create", "pipeline", "-f",
+                                                    "http://127.0.0.1:9/spec.json")
+
+
+def test_list_spec_history_rerun_edit_and_draw(tusk: Tusk, tmp_path: Path) -> None:
+    src, name = _n("words"), _n("upper")
+    tusk.ok("create", "repo", src)
+    put_files(tusk, src, {"a.txt": b"one\n", "b.txt": b"two\n"}, tmp_path)
+    spec = {"pipeline": {"name": name}, "input": {"pfs": {"repo": src, "glob": "/*"}},
+            "transform": {"image": IMAGE, "cmd": ["sh", "-c",
+                          f'tr a-z A-Z < "${src}" > /pfs/out/$(basename "${src}")']},
+            "datumTries": 2}
+    tusk.ok("create", "pipeline", "-f", _spec_file(tmp_path, spec))
+    assert _wait_head(tusk, name)["State"] == "success"
+
+    # --spec prints a spec that creates the same pipeline under another name.
+    printed = json.loads(tusk.ok("list", "pipeline", name, "--spec"))
+    assert printed["datum_tries"] == 2 and printed["input"]["pfs"]["repo"] == src
+    printed["pipeline"]["name"] = name + "-copy"
+    tusk.ok("create", "pipeline", "-f", _spec_file(tmp_path, printed))
+    assert _wait_head(tusk, name + "-copy")["State"] == "success"
+
+    # rerun: a new job over the same inputs; --reprocess runs every datum again.
+    before = len(_table(tusk.ok("list", "job", "-p", name)))
+    tusk.ok("rerun", "pipeline", name, "--reprocess")
+    jobs = _table(tusk.ok("list", "job", "-p", name))
+    assert len(jobs) == before + 1
+    job = _wait_head(tusk, name)
+    assert job["State"] == "success" and job["Data Processed"] == "2", job
+
+    # edit: $EDITOR changes the spec, the pipeline gets a new version.
+    editor = tmp_path / "editor.py"
+    editor.write_text("import sys\np = sys.argv[1]\ns = open(p).read()\n"
+                      "open(p, 'w').write(s.replace('a-z A-Z', 'a-z a-z'))\n")
+    r = tusk.run("edit", "pipeline", name, "--editor", f"{sys.executable} {editor}")
+    assert r.code == 0, r.err
+    assert _wait_head(tusk, name)["State"] == "success"
+    assert tusk.ok("get", "file", f"{name}@master:/a.txt") == "one\n"
+    history = _table(tusk.ok("list", "pipeline", name, "--history", "all"))
+    assert [row[1] for row in history] == ["3", "2", "1"]
+    assert len(_table(tusk.ok("list", "pipeline", name, "--history", "1"))) == 2
+    specs = tusk.ok("list", "pipeline", name, "--history", "all", "--spec", "-o", "yaml")
+    assert specs.count("---") == 2 and "a-z a-z" in specs and "a-z A-Z" in specs
+
+    # An editor that fails changes nothing.
+    err = tusk.fails("edit", "pipeline", name, "--editor", "false")
+    assert "exited with code 1" in err
+
+    out = tusk.ok("draw", "pipeline")
+    assert f"[repo] {src}" in out and f"[pipeline] {name}  <-  {src}:/*" in out
+    lines = out.splitlines()
+    assert lines.index(f"  [repo] {src}") < next(
+        i for i, line in enumerate(lines) if f"[pipeline] {name} " in line)
+
+
+def test_rerun_and_edit_of_a_missing_pipeline_say_so(tusk: Tusk) -> None:
+    assert "not found" in tusk.fails("rerun", "pipeline", "nope-nope")
+    env_editor = os.environ.get("EDITOR")
+    assert "not found" in tusk.fails("edit", "pipeline", "nope-nope", "--editor", "true")
+    assert os.environ.get("EDITOR") == env_editor
+
+
+def test_logs_master_worker_tail_and_since(tusk: Tusk, tmp_path: Path) -> None:
+    src, name = _n("logsin"), _n("logs")
+    tusk.ok("create", "repo", src)
+    put_files(tusk, src, {"a": b"1", "b": b"2", "bad": b"3"}, tmp_path)
+    spec = {"pipeline": {"name": name}, "input": {"pfs": {"repo": src, "glob": "/*"}},
+            "transform": {"image": IMAGE, "cmd": ["sh", "-c",
+                          f'echo "hello from $(basename ${src})"; '
+                          f'[ "$(basename ${src})" != bad ] || {{ echo broken >&2; exit 3; }}']},
+            "datumTries": 1}
+    tusk.ok("create", "pipeline", "-f", _spec_file(tmp_path, spec))
+    job = _wait_head(tusk, name)
+    assert job["State"].startswith("failure"), job
+    every = tusk.ok("logs", "-p", name).splitlines()
+    master = tusk.ok("logs", "-p", name, "--master").splitlines()
+    worker = tusk.ok("logs", "-p", name, "--worker").splitlines()
+    assert len(master) == 3 and len(every) == len(master) + len(worker)
+    assert "created" in master[0] and "running: 3 datums to process, 0 skipped" in master[1]
+    assert "finished: failure" in master[2] and "exited with code 3" in master[2]
+    assert every[0] == master[0] and every[-1] == master[2]  # job events frame its datums
+    assert {"hello from a", "hello from b", "hello from bad", "broken"} <= set(worker)
+    assert not any("finished" in line for line in worker)
+    assert tusk.ok("logs", "-p", name, "--tail", "1").splitlines() == [master[2]]
+    assert tusk.ok("logs", "-p", name, "--since", "1h").splitlines() == every
+    raw = [json.loads(x) for x in tusk.ok("logs", "-p", name, "--master", "--raw").splitlines()]
+    assert all(m.get("master") for m in raw)
+    assert "expected a duration" in tusk.fails("logs", "-p", name, "--since", "yesterday",
+                                               code=2)
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_completion_scripts_complete_verbs_nouns_and_flags(shell: str, tusk: Tusk,
+                                                           tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    script = tmp_path / f"tusk.{shell}"
+    script.write_text(tusk.ok("completion", shell))
+    if shell == "zsh":
+        if shutil.which("zsh") is None:
+            assert "bashcompinit" in script.read_text()
+            return
+        check = subprocess.run(["zsh", "-n", str(script)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr
+        return
+    probe = (f"source {script}; "
+             "COMP_WORDS=(tusk cre); COMP_CWORD=1; _tusk; echo \"${COMPREPLY[*]}\"; "
+             "COMP_WORDS=(tusk create pi); COMP_CWORD=2; _tusk; echo \"${COMPREPLY[*]}\"; "
+             "COMP_WORDS=(tusk create pipeline --js); COMP_CWORD=3; _tusk; "
+             "echo \"${COMPREPLY[*]}\"; "
+             "COMP_WORDS=(tusk logs --ta); COMP_CWORD=2; _tusk; echo \"${COMPREPLY[*]}\"")
+    out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["create", "pipeline pipelines", "--jsonnet", "--tail"]
