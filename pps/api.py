@@ -689,7 +689,9 @@ def _job_events(j: JobRec) -> list[tuple[str, float, str]]:
         text = (f"job {j.id} finished: {state}; {j.data_processed} processed, "
                 f"{j.data_skipped} skipped, {j.data_failed} failed, "
                 f"{j.data_recovered} recovered")
-        out.append(("finished", j.finished, text + (f"; {j.reason}" if j.reason else "")))
+        # A log line is one line: a reason with a stderr tail is folded.
+        reason = " ".join(x.strip() for x in j.reason.splitlines() if x.strip())
+        out.append(("finished", j.finished, text + (f"; {reason}" if reason else "")))
     return out
 
 __all__ = ["CLAIM_TTL", "DEFAULT_IMAGE", "PPS"]
