@@ -99,7 +99,7 @@ def test_job_runs_skips_unchanged_and_records_provenance(env: tuple[PFS, PPS]) -
     assert [(f.repo, f.commit, f.path) for f in info.files] == [("data", cid, "/f2")]
     states = sorted(d.state.value for d in pps.list_datum("up", cid))
     assert states == ["skipped"] * 4 + ["success"]
-    logs = [entry.message for entry in pps.get_logs("up", cid)]
+    logs = [entry.message for entry in pps.get_logs("up", cid, worker=True)]
     assert logs == [f"did {datum}"]
 
 

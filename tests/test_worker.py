@@ -98,5 +98,5 @@ def test_worker_process_runs_datums_of_the_daemons_jobs(deployment: Any) -> None
     out = {f.file.path: client.get_file_bytes("dbl", "master", f.file.path)
            for f in client.list_file("dbl", "master", "/")}
     assert out == {f"/f{i}": str(i).encode() * 2 for i in range(12)}
-    workers = {m.worker for m in client.get_logs("dbl")}
+    workers = {m.worker for m in client.get_logs("dbl", worker=True)}
     assert len(workers) == 2, workers  # the daemon's worker and the worker process
