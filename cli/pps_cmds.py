@@ -32,6 +32,7 @@ from cli.common import (
 from cli.output import Printer, enum_name, human_duration, human_size, message_dict, timestamp
 
 PIPELINE_HEADER = ("NAME", "VERSION", "INPUT", "CREATED", "STATE / LAST JOB", "DESCRIPTION")
+JOB_SET_HEADER = ("ID", "SUBJOBS", "PROGRESS", "CREATED", "MODIFIED")
 JOB_HEADER = ("PIPELINE", "ID", "STARTED", "DURATION", "RESTART", "PROGRESS", "DL", "UL", "STATE")
 DATUM_HEADER = ("ID", "FILES", "STATUS", "TIME")
 
@@ -614,22 +615,59 @@ def run_stop_pipeline(ctx: Context, args: argparse.Namespace) -> int:
 # --- jobs -----------------------------------------------------------------------
 
 
+def _terminal(ji: Any) -> bool:
+    return _state_word(enum_name(ji, "state"), "JOB_") in (
+        "success", "failure", "killed", "unrunnable")
+
+
+def job_set_row(p: Printer, js: Any) -> list[str]:
+    jobs = list(js.jobs)
+    created = [t for j in jobs if (t := timestamp(j, "created")) is not None]
+    modified = [t for j in jobs for t in (timestamp(j, "created"), timestamp(j, "started"),
+                                          timestamp(j, "finished")) if t is not None]
+    return [js.job_set.id, str(len(jobs)), f"{sum(1 for j in jobs if _terminal(j))}/{len(jobs)}",
+            p.when(min(created) if created else None),
+            p.when(max(modified) if modified else None)]
+
+
+def _is_set_id(text: str) -> bool:
+    return "@" not in text and len(text) == 32 and all(c in "0123456789abcdef" for c in text)
+
+
 def run_list_job(ctx: Context, args: argparse.Namespace) -> int:
     p = printer(args)
     if args.number < 0:
         raise UsageError("--number must be >= 0")
     client = ctx.client()
-    if args.target:
+    if args.target and _is_set_id(args.target):
+        # `list job ID`: the jobs of one job set.
+        items: Any = client.inspect_job_set(args.target)
+    elif args.target:
         # `list job P@ID` (pachctl): that one job.
-        items: Any = [client.inspect_job(*parse_job(args.target))]
-    else:
+        items = [client.inspect_job(*parse_job(args.target))]
+    elif args.pipeline or args.expand:
         items = client.list_job(args.pipeline, number=args.number)
+    else:
+        # No argument: job sets, as pachctl (-x lists their jobs instead).
+        p.items(client.list_job_set(number=args.number), JOB_SET_HEADER,
+                lambda m: job_set_row(p, m))
+        return 0
     p.items(items, JOB_HEADER, lambda m: job_row(p, m))
     return 0
 
 
+def _blocks(p: Printer, jobs: Any) -> None:
+    for i, ji in enumerate(jobs):
+        if i and not p.raw:
+            p.out.write("\n")
+        p.block(ji, lambda m: job_block(p, m))
+
+
 def run_inspect_job(ctx: Context, args: argparse.Namespace) -> int:
     p = printer(args)
+    if _is_set_id(args.job):
+        _blocks(p, ctx.client().inspect_job_set(args.job))
+        return 0
     p.block(ctx.client().inspect_job(*parse_job(args.job)), lambda m: job_block(p, m))
     return 0
 
@@ -637,12 +675,20 @@ def run_inspect_job(ctx: Context, args: argparse.Namespace) -> int:
 def run_wait_job(ctx: Context, args: argparse.Namespace) -> int:
     # Exit 0 whatever the final state (as pachctl): the state is printed.
     p = printer(args)
+    if _is_set_id(args.job):
+        _blocks(p, ctx.client().inspect_job_set(args.job, wait=True))
+        return 0
     p.block(ctx.client().wait_job(*parse_job(args.job)), lambda m: job_block(p, m))
     return 0
 
 
 def run_stop_job(ctx: Context, args: argparse.Namespace) -> int:
     ctx.client().stop_job(*parse_job(args.job))
+    return 0
+
+
+def run_delete_job(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.client().delete_job(*parse_job(args.job))
     return 0
 
 
@@ -841,26 +887,35 @@ def register(verbs: dict[str, Any], sub: Any) -> None:
     p.add_argument("pipeline", metavar="PIPELINE")
 
     # job
-    p = noun_parser(verbs["list"], "job", run_list_job, "list jobs, newest first")
-    p.add_argument("target", nargs="?", metavar="PIPELINE@JOB")
+    p = noun_parser(verbs["list"], "job", run_list_job,
+                    "list job sets (no argument), the jobs of one (ID), or jobs (-p, -x)")
+    p.add_argument("target", nargs="?", metavar="ID|PIPELINE@JOB")
     p.add_argument("-p", "--pipeline", help="only jobs of this pipeline")
+    p.add_argument("-x", "--expand", action="store_true",
+                   help="list every job instead of job sets")
     p.add_argument("-n", "--number", type=int, default=0, help="list at most N jobs")
     add_output_flags(p)
 
-    p = noun_parser(verbs["inspect"], "job", run_inspect_job, "show a job's details")
-    p.add_argument("job", metavar="PIPELINE@JOB")
+    p = noun_parser(verbs["inspect"], "job", run_inspect_job,
+                    "show a job's details (or every job of a job set: ID)")
+    p.add_argument("job", metavar="PIPELINE@JOB|ID")
     add_output_flags(p)
 
     p = noun_parser(
         verbs["wait"],
         "job",
         run_wait_job,
-        "wait until a job is done (success, failure, killed or unrunnable)",
+        "wait until a job (or every job of a job set: ID) is done "
+        "(success, failure, killed or unrunnable)",
     )
-    p.add_argument("job", metavar="PIPELINE@JOB")
+    p.add_argument("job", metavar="PIPELINE@JOB|ID")
     add_output_flags(p)
 
     p = noun_parser(stop, "job", run_stop_job, "kill a running job")
+    p.add_argument("job", metavar="PIPELINE@JOB")
+
+    p = noun_parser(verbs["delete"], "job", run_delete_job,
+                    "stop a job if it runs and forget it (its output commit stays)")
     p.add_argument("job", metavar="PIPELINE@JOB")
 
     # datum

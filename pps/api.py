@@ -547,6 +547,51 @@ class PPS:
         c = self.pfs.resolve(pipeline, job or "master")
         return self.jobs.get(pipeline, c.id)
 
+    def inspect_job_set(self, set_id: str, wait: bool = False,
+                        timeout: float | None = None) -> list[JobInfo]:
+        """The jobs of every pipeline with ID ``set_id`` (a commit set's jobs),
+        upstream pipelines first; ``wait``: each once it is terminal."""
+        jobs = [j for p in self._pipelines() if (j := self.jobs.find(p.name, set_id)) is not None]
+        if not jobs:
+            raise NotFound(f"job set {set_id} not found: no pipeline has a job with that ID "
+                           "(list them with `tusk list job`)")
+        jobs.sort(key=lambda j: j.created)
+        if wait:
+            return [self.inspect_job(j.pipeline, j.id, wait=True, timeout=timeout) for j in jobs]
+        return [self._job_info(j) for j in jobs]
+
+    def list_job_set(self, number: int = 0) -> list[tuple[str, list[JobInfo]]]:
+        """Job sets, newest first: ``(id, its jobs)``."""
+        by_id: dict[str, list[JobRec]] = {}
+        for p in self._pipelines():
+            for j in self.jobs.of_pipeline(p.name):
+                by_id.setdefault(j.id, []).append(j)
+        order = sorted(by_id, key=lambda i: min(j.created for j in by_id[i]), reverse=True)
+        if number:
+            order = order[:number]
+        return [(i, [self._job_info(j) for j in sorted(by_id[i], key=lambda j: j.created)])
+                for i in order]
+
+    def delete_job(self, pipeline: str, job: str) -> None:
+        """Stop the job if it runs, then forget it: its record, queue entries,
+        plan, results and logs. Its output commit stays. A later job that
+        would have skipped datums against it runs them instead."""
+        j = self._resolve_job(pipeline, job)
+        if not is_terminal(j):
+            self._kill_job(j, "job deleted by the user (delete job)")
+        with self.pfs.exclusive():
+            for prefix in (keys.queue_prefix(pipeline, j.id), keys.claim_prefix(pipeline, j.id),
+                           keys.done_prefix(pipeline, j.id), keys.attempts_prefix(pipeline, j.id)):
+                for kv in list(self.meta.range(prefix)):
+                    self.meta.delete(kv.key)
+            self.meta.delete(keys.job(pipeline, j.id))
+        for key in list(self.objects.list(f"pps/{pipeline}/{j.id}/")):
+            try:
+                self.objects.delete(key)
+            except TuskError:
+                pass
+        self._notify()
+
     def stop_job(self, pipeline: str, job: str) -> None:
         j = self._resolve_job(pipeline, job)
         if not is_terminal(j):

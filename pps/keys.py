@@ -64,6 +64,10 @@ def claim_prefix(pipeline: str, job_id: str) -> str:
     return f"claims/{pipeline}/{job_id}/"
 
 
+def attempts_prefix(pipeline: str, job_id: str) -> str:
+    return f"attempts/{pipeline}/{job_id}/"
+
+
 def attempts(pipeline: str, job_id: str, unit: int) -> str:
     return f"attempts/{pipeline}/{job_id}/{unit:06d}"
 

@@ -308,3 +308,50 @@ def test_completion_scripts_complete_verbs_nouns_and_flags(shell: str, tusk: Tus
              "COMP_WORDS=(tusk logs --ta); COMP_CWORD=2; _tusk; echo \"${COMPREPLY[*]}\"")
     out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines() == ["create", "pipeline pipelines", "--jsonnet", "--tail"]
+
+
+def test_job_sets_delete_job_and_commit_history_commands(tusk: Tusk, tmp_path: Path) -> None:
+    src, one, two = _n("setin"), _n("one"), _n("two")
+    tusk.ok("create", "repo", src)
+    put_files(tusk, src, {"a": b"1"}, tmp_path)
+    specs = [{"pipeline": {"name": one}, "input": {"pfs": {"repo": src, "glob": "/*"}},
+              "transform": {"image": IMAGE, "cmd": ["sh", "-c", f"cp /pfs/{src}/* /pfs/out/"]}},
+             {"pipeline": {"name": two}, "input": {"pfs": {"repo": one, "glob": "/"}},
+              "transform": {"image": IMAGE, "cmd": ["sh", "-c", f"ls /pfs/{one} > /pfs/out/ls"]}}]
+    tusk.ok("create", "pipeline", "-f", _spec_file(tmp_path, *specs))
+    _wait_head(tusk, two)
+    cid = put_files(tusk, src, {"b": b"2"}, tmp_path)  # one commit set through both pipelines
+
+    waited = tusk.ok("wait", "job", cid)
+    assert waited.count(f"ID: {cid}") == 2 and waited.count("State: success") == 2
+    sets = _table(tusk.ok("list", "job"))
+    row = next(r for r in sets if r[0] == cid)
+    assert row[1:3] == ["2", "2/2"]
+    jobs = _table(tusk.ok("list", "job", cid))
+    assert sorted(r[0] for r in jobs) == sorted([one, two])
+    assert len(_table(tusk.ok("list", "job", "-x"))) >= 4
+    assert tusk.ok("inspect", "job", cid).count("Pipeline: ") == 2
+    assert "job set" in tusk.fails("inspect", "job", "0" * 32)
+
+    # find commit: the commits of the input that changed /b.
+    found = [json.loads(x)["commit"]["id"]
+             for x in tusk.ok("find", "commit", f"{src}@master:/b", "--raw").splitlines()]
+    assert found == [cid]
+
+    # delete job: forgotten, its output commit stays.
+    tusk.ok("delete", "job", f"{two}@{cid}")
+    assert "not found" in tusk.fails("inspect", "job", f"{two}@{cid}")
+    assert json.loads(tusk.ok("inspect", "commit", f"{two}@{cid}", "--raw"))["commit"]["id"] == cid
+
+    # squash/delete commit: subvenant commits need -r.
+    err = tusk.fails("delete", "commit", f"{src}@{cid}")
+    assert "--recursive (-r)" in err and f"{one}@{cid}" in err
+    first = json.loads(tusk.ok("inspect", "commit", f"{src}@master^", "--raw"))["commit"]["id"]
+    assert "use the drop operation instead" in tusk.fails("squash", "commit", f"{src}@{cid}",
+                                                          "-r")
+    tusk.ok("squash", "commit", f"{src}@{first}", "-r")
+    assert "not found" in tusk.fails("inspect", "commit", f"{src}@{first}")
+    assert tusk.ok("get", "file", f"{src}@master:/a") == "1"
+    tusk.ok("delete", "commit", cid)  # the whole commit set
+    for repo in (src, one, two):
+        assert "not found" in tusk.fails("inspect", "commit", f"{repo}@{cid}")

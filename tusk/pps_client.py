@@ -162,6 +162,20 @@ class PPSMixin:
         """Kill a job that is not terminal yet (state KILLED); later jobs proceed."""
         self._pps_call("StopJob", pps_pb2.StopJobRequest(job=_job(pipeline, job)))
 
+    def delete_job(self, pipeline: str, job: str) -> None:
+        """Stop the job if it runs and forget it (record, results, logs); its
+        output commit stays."""
+        self._pps_call("DeleteJob", pps_pb2.DeleteJobRequest(job=_job(pipeline, job)))
+
+    def list_job_set(self, number: int = 0) -> Stream[pps_pb2.JobSetInfo]:
+        """Job sets (the jobs of one commit set across pipelines), newest first."""
+        return self._pps_stream("ListJobSet", pps_pb2.ListJobSetRequest(number=number))
+
+    def inspect_job_set(self, id: str, wait: bool = False) -> Stream[pps_pb2.JobInfo]:
+        """The jobs of job set ``id``, upstream first; ``wait``: each once terminal."""
+        return self._pps_stream("InspectJobSet", pps_pb2.InspectJobSetRequest(
+            job_set=pps_pb2.JobSet(id=id), wait=wait))
+
     # datums and logs
 
     def list_datum(self, pipeline: str, job: str) -> Stream[pps_pb2.DatumInfo]:

@@ -262,6 +262,27 @@ class PPSServicer:
         self.pps.stop_job(*_job_ref(req.job))
         return empty_pb2.Empty()
 
+    @_unary
+    def DeleteJob(self, req: pps_pb2.DeleteJobRequest, ctx: grpc.ServicerContext
+                  ) -> empty_pb2.Empty:
+        self.pps.delete_job(*_job_ref(req.job))
+        return empty_pb2.Empty()
+
+    @_stream
+    def ListJobSet(self, req: pps_pb2.ListJobSetRequest, ctx: grpc.ServicerContext
+                   ) -> Iterator[pps_pb2.JobSetInfo]:
+        for set_id, jobs in self.pps.list_job_set(number=req.number):
+            yield pps_pb2.JobSetInfo(job_set=pps_pb2.JobSet(id=set_id),
+                                     jobs=[job_info_msg(j) for j in jobs])
+
+    @_stream
+    def InspectJobSet(self, req: pps_pb2.InspectJobSetRequest, ctx: grpc.ServicerContext
+                      ) -> Iterator[pps_pb2.JobInfo]:
+        if not req.job_set.id:
+            raise errors.InvalidArgument("job set id is required")
+        for ji in self.pps.inspect_job_set(req.job_set.id, wait=req.wait):
+            yield job_info_msg(ji)
+
     # datums and logs
 
     @_stream

@@ -88,6 +88,21 @@ class APIStub:
                 request_serializer=pps__pb2.StopJobRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.DeleteJob = channel.unary_unary(
+                '/tusk.pps.API/DeleteJob',
+                request_serializer=pps__pb2.DeleteJobRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ListJobSet = channel.unary_stream(
+                '/tusk.pps.API/ListJobSet',
+                request_serializer=pps__pb2.ListJobSetRequest.SerializeToString,
+                response_deserializer=pps__pb2.JobSetInfo.FromString,
+                _registered_method=True)
+        self.InspectJobSet = channel.unary_stream(
+                '/tusk.pps.API/InspectJobSet',
+                request_serializer=pps__pb2.InspectJobSetRequest.SerializeToString,
+                response_deserializer=pps__pb2.JobInfo.FromString,
+                _registered_method=True)
         self.ListDatum = channel.unary_stream(
                 '/tusk.pps.API/ListDatum',
                 request_serializer=pps__pb2.ListDatumRequest.SerializeToString,
@@ -174,6 +189,24 @@ class APIServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobSet(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InspectJobSet(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListDatum(self, request, context):
         """datums and logs
         """
@@ -245,6 +278,21 @@ def add_APIServicer_to_server(servicer, server):
                     servicer.StopJob,
                     request_deserializer=pps__pb2.StopJobRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'DeleteJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteJob,
+                    request_deserializer=pps__pb2.DeleteJobRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListJobSet': grpc.unary_stream_rpc_method_handler(
+                    servicer.ListJobSet,
+                    request_deserializer=pps__pb2.ListJobSetRequest.FromString,
+                    response_serializer=pps__pb2.JobSetInfo.SerializeToString,
+            ),
+            'InspectJobSet': grpc.unary_stream_rpc_method_handler(
+                    servicer.InspectJobSet,
+                    request_deserializer=pps__pb2.InspectJobSetRequest.FromString,
+                    response_serializer=pps__pb2.JobInfo.SerializeToString,
             ),
             'ListDatum': grpc.unary_stream_rpc_method_handler(
                     servicer.ListDatum,
@@ -535,6 +583,87 @@ class API:
             '/tusk.pps.API/StopJob',
             pps__pb2.StopJobRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tusk.pps.API/DeleteJob',
+            pps__pb2.DeleteJobRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobSet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tusk.pps.API/ListJobSet',
+            pps__pb2.ListJobSetRequest.SerializeToString,
+            pps__pb2.JobSetInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InspectJobSet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tusk.pps.API/InspectJobSet',
+            pps__pb2.InspectJobSetRequest.SerializeToString,
+            pps__pb2.JobInfo.FromString,
             options,
             channel_credentials,
             insecure,
