@@ -40,6 +40,8 @@ class Context:
     """
 
     address: str | None
+    #: The transaction supported requests join (``tusk start transaction``).
+    transaction: str | None = None
     _client: Any = field(default=None, repr=False)
 
     def client(self) -> Any:
@@ -47,7 +49,7 @@ class Context:
         if self._client is None:
             from tusk.client import Client
 
-            self._client = Client(self.address) if self.address else Client()
+            self._client = Client(self.address or None, transaction=self.transaction)
         return self._client
 
     def close(self) -> None:

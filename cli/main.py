@@ -27,7 +27,7 @@ import os
 import sys
 from typing import Any, NoReturn
 
-from cli import file_cmds, pfs_cmds, pps_cmds
+from cli import file_cmds, pfs_cmds, pps_cmds, txn_cmds
 from cli.common import CLIError, Context, UsageError, api_errors
 from cli.refs import RefError
 
@@ -57,6 +57,11 @@ VERBS = (
     ("diff", "compare files between commits"),
     ("copy", "copy files between commits"),
 )
+
+#: Commands that join the active transaction (queued, run at its finish).
+QUEUED = {("create", "repo"), ("update", "repo"), ("delete", "repo"), ("create", "branch"),
+          ("delete", "branch"), ("start", "commit"), ("finish", "commit"), ("squash", "commit"),
+          ("create", "pipeline"), ("update", "pipeline"), ("edit", "pipeline")}
 
 START_DAEMON_HINT = (
     "start one with `tusk daemon --data-dir DIR`, "
@@ -117,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     pfs_cmds.register(verbs)
     file_cmds.register(verbs)
     pps_cmds.register(verbs, sub)
+
+    def verb_nouns(name: str) -> Any:
+        if name not in verbs:
+            vp = sub.add_parser(name, help=f"{name} a transaction",
+                                description=f"{name} a transaction")
+            verbs[name] = vp.add_subparsers(dest="noun", metavar="<noun>", parser_class=_Parser)
+            vp.set_defaults(verb_parser=vp)
+        return verbs[name]
+
+    txn_cmds.register(verbs, verb_nouns)
     vp = sub.add_parser("completion", help="print a shell completion script",
                         description="print a completion script: source <(tusk completion bash)")
     vp.add_argument("shell", choices=("bash", "zsh"))
@@ -159,12 +174,20 @@ def main(argv: list[str]) -> int:
         return EXIT_USAGE
     # Only the CLI reads the environment; the client takes an explicit address.
     ctx = Context(address=args.address or os.environ.get(ADDRESS_ENV) or None)
+    try:
+        ctx.transaction = txn_cmds.active_transaction()
+    except CLIError as e:
+        return _fail(EXIT_ERROR, str(e))
 
     errors = api_errors()
     TuskError, Unavailable = errors.TuskError, errors.Unavailable
 
     try:
-        return int(run(ctx, args))
+        code = int(run(ctx, args))
+        if ctx.transaction and (args.verb, getattr(args, "noun", None)) in QUEUED:
+            print(f"queued in transaction {ctx.transaction}: it runs at "
+                  "`tusk finish transaction`", file=sys.stderr)
+        return code
     except (UsageError, RefError) as e:
         return _fail(EXIT_USAGE, str(e))
     except Unavailable as e:

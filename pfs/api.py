@@ -626,20 +626,24 @@ class PFS:
         return out
 
     def _commit_txn(self, commits: list[CommitRec], branches: list[BranchRec],
-                    created_on: BranchRec | None, set_id: str,
+                    created_on: BranchRec | list[BranchRec] | None, set_id: str,
                     extra_ops: Sequence[Op] = (),
                     compares: Sequence[Compare] = ()) -> list[CommitRec]:
-        """Write ``commits`` and ``branches`` plus, for the branch a commit was
+        """Write ``commits`` and ``branches`` plus, for the branches commits were
         created on, a propagated AUTO commit with ID ``set_id`` on every
-        downstream branch. One transaction. Returns the propagated commits."""
+        downstream branch (one, whatever the number of origins reaching it:
+        one job for a transaction's commits to several inputs). One
+        transaction. Returns the propagated commits."""
         ops: list[Op] = list(extra_ops)
         created: dict[tuple[str, str], CommitRec] = {}
-        if created_on is not None:
-            created[(created_on.repo, created_on.name)] = next(
-                (c for c in commits if c.repo == created_on.repo and c.id == created_on.head),
-                CommitRec(repo=created_on.repo, id=created_on.head))
+        origins = ([] if created_on is None else
+                   list(created_on) if isinstance(created_on, list) else [created_on])
+        for on in origins:
+            created[(on.repo, on.name)] = next(
+                (c for c in commits if c.repo == on.repo and c.id == on.head),
+                CommitRec(repo=on.repo, id=on.head))
         propagated: list[CommitRec] = []
-        if created_on is not None:
+        if origins:
             allb = self._all_branches()
             by_key = {(b.repo, b.name): b for b in allb}
             for b in branches:
@@ -648,8 +652,11 @@ class PFS:
             for b in by_key.values():
                 for p in b.provenance:
                     sub_edges.setdefault((p[0], p[1]), []).append((b.repo, b.name))
-            downstream = self._closure((created_on.repo, created_on.name),
-                                       lambda k: sub_edges.get(k, []))
+            downstream: set[tuple[str, str]] = set()
+            for on in origins:
+                downstream |= set(self._closure((on.repo, on.name),
+                                                lambda k: sub_edges.get(k, [])))
+            downstream -= {(on.repo, on.name) for on in origins}
 
             def prov_size(k: tuple[str, str]) -> int:
                 return len(self._closure(k, lambda x: [tuple(p) for p in by_key[x].provenance]
@@ -718,6 +725,48 @@ class PFS:
             b.head = c.id
             self._commit_txn([c], [b], created_on=b, set_id=c.id)
         return self.inspect_commit(repo, c.id)
+
+    def start_commits(self, starts: Sequence[tuple[str, str, str | None, str]],
+                      set_id: str | None = None) -> list[CommitInfo]:
+        """Start several commits at once, all with one ID (a transaction's):
+        ``(repo, branch, parent or None, description)`` each, on distinct
+        branches. Downstream branches get one commit each in the same set."""
+        if not starts:
+            return []
+        sid = set_id or new_id()
+        with self._lock:
+            seen: set[tuple[str, str]] = set()
+            commits: list[CommitRec] = []
+            branches: list[BranchRec] = []
+            now = self.clock()
+            for repo, branch, parent, description in starts:
+                validate_branch_name(branch)
+                if (repo, branch) in seen:
+                    raise FailedPrecondition(
+                        f"{repo}@{branch} has two commits started in one transaction")
+                seen.add((repo, branch))
+                self._get_repo(repo)
+                b = self._get_branch(repo, branch)
+                if b is not None and b.provenance:
+                    raise FailedPrecondition(f"cannot start a commit on an output branch "
+                                             f"({repo}@{branch} has provenance)")
+                prec = (self.resolve(repo, parent) if parent else
+                        self._get_commit(repo, b.head) if b is not None and b.head else None)
+                if prec is not None and prec.finished is None:
+                    raise FailedPrecondition(
+                        f"parent commit {prec.id} has not been finished; finish it with "
+                        f"`tusk finish commit {repo}@{prec.id}` first")
+                if self._get_commit(repo, sid) is not None:
+                    raise FailedPrecondition(f"{repo} already has a commit {sid}")
+                c = CommitRec(repo=repo, id=sid, branch=branch, description=description,
+                              parent=prec.id if prec else "", started=now)
+                if b is None:
+                    b = BranchRec(repo=repo, name=branch, created=now)
+                b.head = c.id
+                commits.append(c)
+                branches.append(b)
+            self._commit_txn(commits, branches, created_on=list(branches), set_id=sid)
+        return [self.inspect_commit(c.repo, c.id) for c in commits]
 
     def finish_commit(self, repo: str, ref: str, description: str | None = None,
                       error: str = "", force: bool = False) -> CommitInfo:

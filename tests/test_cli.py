@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,9 +36,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _env(address: str) -> dict[str, str]:
+def _env(address: str, config: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["TUSK_ADDRESS"] = address
+    # The CLI's config (the active transaction) per daemon, never the user's own.
+    env["TUSK_CONFIG"] = config or os.path.join(
+        tempfile.gettempdir(), f"tusk-test-config-{address.replace(':', '-')}.json")
     # The URL test serves files on 127.0.0.1: never route that through a proxy.
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")

@@ -355,3 +355,53 @@ def test_job_sets_delete_job_and_commit_history_commands(tusk: Tusk, tmp_path: P
     tusk.ok("delete", "commit", cid)  # the whole commit set
     for repo in (src, one, two):
         assert "not found" in tusk.fails("inspect", "commit", f"{repo}@{cid}")
+
+
+def test_transaction_runs_queued_changes_together_one_job(tusk: Tusk, tmp_path: Path) -> None:
+    left, right, name = _n("left"), _n("right"), _n("both")
+    for r in (left, right):
+        tusk.ok("create", "repo", r)
+        put_files(tusk, r, {"seed": b"0"}, tmp_path)
+    spec = {"pipeline": {"name": name},
+            "input": {"cross": [{"pfs": {"repo": left, "glob": "/"}},
+                                {"pfs": {"repo": right, "glob": "/"}}]},
+            "transform": {"image": IMAGE, "cmd": ["sh", "-c",
+                          f"find /pfs/{left}/ /pfs/{right}/ -type f | wc -l > /pfs/out/n"]}}
+    tusk.ok("create", "pipeline", "-f", _spec_file(tmp_path, spec))
+    _wait_head(tusk, name)
+    jobs_before = len(_table(tusk.ok("list", "job", "-p", name)))
+
+    txn = tusk.ok("start", "transaction").strip()
+    assert "already active" in tusk.fails("start", "transaction")
+    r = tusk.run("start", "commit", f"{left}@master")
+    assert r.code == 0 and "queued in transaction" in r.err
+    assert r.out.strip() == tusk.run("start", "commit", f"{right}@master").out.strip()
+    new_repo = _n("later")
+    tusk.ok("create", "repo", new_repo)
+    assert "not found" in tusk.fails("inspect", "repo", new_repo)  # queued, not run yet
+    info = tusk.ok("inspect", "transaction")
+    assert f"ID: {txn}" in info and info.count("StartCommit") == 2 and "CreateRepo" in info
+    assert [row[0] for row in _table(tusk.ok("list", "transaction"))] == [txn]
+    out = tusk.ok("finish", "transaction")
+    assert "3 request(s) applied" in out
+    commit_set = out.strip().rsplit(" ", 1)[1]
+    tusk.ok("inspect", "repo", new_repo)
+    # The two commits started in the transaction share one ID: one job for both.
+    for r in (left, right):
+        tusk.ok("put", "file", f"{r}@{commit_set}:/x", "-f", "-", input=b"1\n")
+        tusk.ok("finish", "commit", f"{r}@{commit_set}")
+    waited = tusk.ok("wait", "job", commit_set)
+    assert waited.count("ID: ") == 1 and "State: success" in waited
+    assert tusk.ok("get", "file", f"{name}@{commit_set}:/n").strip() == "4"
+    assert len(_table(tusk.ok("list", "job", "-p", name))) >= jobs_before + 1
+    assert "no transaction" in tusk.fails("finish", "transaction", code=2)
+
+    # A transaction left open changes nothing; deleting it discards its requests.
+    txn2 = tusk.ok("start", "transaction").strip()
+    tusk.ok("create", "repo", _n("never"))
+    tusk.ok("stop", "transaction")
+    assert [row[0] for row in _table(tusk.ok("list", "transaction"))] == [txn2]
+    tusk.ok("resume", "transaction", txn2)
+    tusk.ok("delete", "transaction")
+    assert _table(tusk.ok("list", "transaction")) == []
+    assert "not found" in tusk.fails("finish", "transaction", txn2)

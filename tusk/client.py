@@ -27,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -191,7 +192,10 @@ class Client(PPSMixin):  # pipelines, jobs, datums, logs: tusk/pps_client.py
             ``127.0.0.1:1650``. A ``grpc://`` prefix is accepted.
     """
 
-    def __init__(self, address: str | None = None) -> None:
+    def __init__(self, address: str | None = None, transaction: str | None = None) -> None:
+        """``transaction``: queue supported requests in this transaction
+        (see :meth:`start_transaction`) instead of running them."""
+        self.transaction = transaction
         addr = address or os.environ.get("TUSK_ADDRESS") or DEFAULT_ADDRESS
         self.address = addr.removeprefix("grpc://")
         self._channel = grpc.insecure_channel(self.address, options=[
@@ -218,15 +222,68 @@ class Client(PPSMixin):  # pipelines, jobs, datums, logs: tusk/pps_client.py
 
     # plumbing
 
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """gRPC metadata every call carries (the active transaction, if any)."""
+        return (("pach-transaction", self.transaction),) if self.transaction else ()
+
     def _call(self, method: str, request: Any, timeout: float | None = None) -> Any:
         try:
-            return getattr(self._stub, method)(request, timeout=timeout)
+            return getattr(self._stub, method)(request, timeout=timeout,
+                                               metadata=self.metadata())
         except grpc.RpcError as err:
             raise translate(err, self.address) from None
 
     def _stream(self, method: str, request: Any, timeout: float | None = None) -> Stream[Any]:
-        call = getattr(self._stub, method)(request, timeout=timeout)
+        call = getattr(self._stub, method)(request, timeout=timeout, metadata=self.metadata())
         return _stream(call, self.address)
+
+    # transactions
+
+    def start_transaction(self) -> pfs_pb2.TransactionInfo:
+        """A new transaction. Set ``client.transaction`` to its ID (or use
+        :meth:`transaction_context`) to queue requests in it."""
+        r: pfs_pb2.TransactionInfo = self._call("StartTransaction", empty_pb2.Empty())
+        return r
+
+    def finish_transaction(self, id: str) -> pfs_pb2.TransactionInfo:
+        """Run a transaction's queued requests, in order; every commit started
+        in it gets its one commit-set ID (one job downstream)."""
+        saved, self.transaction = self.transaction, None
+        try:
+            r: pfs_pb2.TransactionInfo = self._call(
+                "FinishTransaction", pfs_pb2.Transaction(id=id))
+        finally:
+            self.transaction = saved if saved != id else None
+        return r
+
+    def inspect_transaction(self, id: str) -> pfs_pb2.TransactionInfo:
+        r: pfs_pb2.TransactionInfo = self._call("InspectTransaction", pfs_pb2.Transaction(id=id))
+        return r
+
+    def list_transaction(self) -> Stream[pfs_pb2.TransactionInfo]:
+        return self._stream("ListTransaction", pfs_pb2.ListTransactionRequest())
+
+    def delete_transaction(self, id: str) -> None:
+        """Discard a transaction and its queued requests."""
+        self._call("DeleteTransaction", pfs_pb2.Transaction(id=id))
+        if self.transaction == id:
+            self.transaction = None
+
+    @contextlib.contextmanager
+    def transaction_context(self) -> Iterator[pfs_pb2.TransactionInfo]:
+        """``with client.transaction_context(): ...``: the block's supported
+        requests are queued, then run together when it ends (discarded if it
+        raises)."""
+        info = self.start_transaction()
+        saved, self.transaction = self.transaction, info.transaction.id
+        try:
+            yield info
+        except BaseException:
+            self.transaction = saved
+            self.delete_transaction(info.transaction.id)
+            raise
+        self.transaction = saved
+        self.finish_transaction(info.transaction.id)
 
     # repos
 

@@ -62,6 +62,9 @@ class PPSMixin:
     address: str
     _pps_stub_: Any = None
 
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        raise NotImplementedError  # Client's: the active transaction
+
     # plumbing
 
     def _pps_stub(self) -> Any:
@@ -77,7 +80,8 @@ class PPSMixin:
         from tusk.client import translate
 
         try:
-            return getattr(self._pps_stub(), method)(request, timeout=timeout)
+            return getattr(self._pps_stub(), method)(request, timeout=timeout,
+                                                     metadata=self.metadata())
         except grpc.RpcError as err:
             raise translate(err, self.address) from None
 
@@ -85,7 +89,8 @@ class PPSMixin:
                     ) -> Stream[Any]:
         from tusk.client import _stream
 
-        call = getattr(self._pps_stub(), method)(request, timeout=timeout)
+        call = getattr(self._pps_stub(), method)(request, timeout=timeout,
+                                                 metadata=self.metadata())
         return _stream(call, self.address)
 
     # pipelines

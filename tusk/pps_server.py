@@ -31,6 +31,7 @@ from pps import model
 from pps.spec import parse_spec
 from tusk.api import pps_pb2, pps_pb2_grpc
 from tusk.server import _commit, _stream, _ts, _unary
+from tusk.transactions import TxnRecord, hub_for, transactional
 
 if TYPE_CHECKING:
     from pps.api import PPS
@@ -165,6 +166,15 @@ def _cancel_event(ctx: grpc.ServicerContext) -> threading.Event:
 # --- the servicer -----------------------------------------------------------------
 
 
+def _txn_pipeline(_: object, txn: TxnRecord, req: pps_pb2.CreatePipelineRequest
+                  ) -> pps_pb2.PipelineInfo:
+    """A CreatePipeline queued in a transaction: the spec is checked now."""
+    spec = parse_spec(req.spec_json)
+    info = pps_pb2.PipelineInfo(pipeline=pps_pb2.Pipeline(name=spec.name))
+    info.warnings.extend(spec.warnings())
+    return info
+
+
 class PPSServicer:
     """Implements service ``tusk.pps.API`` by delegating to a :class:`pps.api.PPS`.
 
@@ -174,9 +184,12 @@ class PPSServicer:
 
     def __init__(self, pps: PPS) -> None:
         self.pps = pps
+        self.txns = hub_for(pps.pfs.meta)
+        self.txns.register(self, {"CreatePipeline": pps_pb2.CreatePipelineRequest})
 
     # pipelines
 
+    @transactional(_txn_pipeline)
     @_unary
     def CreatePipeline(self, req: pps_pb2.CreatePipelineRequest, ctx: grpc.ServicerContext
                        ) -> pps_pb2.PipelineInfo:

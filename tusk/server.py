@@ -31,6 +31,7 @@ from google.protobuf import empty_pb2, timestamp_pb2, wrappers_pb2
 from pfs import errors, model
 from pfs.blobs import ChunkRef
 from tusk.api import pfs_pb2, pfs_pb2_grpc
+from tusk.transactions import TxnRecord, hub_for, transactional
 
 if TYPE_CHECKING:
     from pfs.api import PFS, FileWriter
@@ -268,6 +269,39 @@ def _rechunk(chunks: Iterable[bytes], size: int = GET_FILE_PIECE) -> Iterator[by
 # --- the servicer -----------------------------------------------------------------
 
 
+def _txn_info(rec: TxnRecord) -> pfs_pb2.TransactionInfo:
+    return pfs_pb2.TransactionInfo(transaction=pfs_pb2.Transaction(id=rec.id),
+                                   started=_ts(rec.started), commit_set=rec.commit_set,
+                                   requests=rec.requests)
+
+
+# What a request queued in a transaction answers (see tusk.transactions).
+
+def _txn_empty(_: object, txn: TxnRecord, req: object) -> empty_pb2.Empty:
+    return empty_pb2.Empty()
+
+
+def _txn_repo(_: object, txn: TxnRecord, req: pfs_pb2.CreateRepoRequest) -> pfs_pb2.RepoInfo:
+    return pfs_pb2.RepoInfo(repo=req.repo, description=req.description)
+
+
+def _txn_branch(_: object, txn: TxnRecord, req: pfs_pb2.CreateBranchRequest
+                ) -> pfs_pb2.BranchInfo:
+    return pfs_pb2.BranchInfo(branch=req.branch)
+
+
+def _txn_start_commit(_: object, txn: TxnRecord, req: pfs_pb2.StartCommitRequest
+                      ) -> pfs_pb2.CommitInfo:
+    # Every commit of the transaction will have its commit-set ID.
+    return pfs_pb2.CommitInfo(commit=pfs_pb2.Commit(
+        repo=req.branch.repo.name, id=txn.commit_set, branch=req.branch.name))
+
+
+def _txn_commit(_: object, txn: TxnRecord, req: pfs_pb2.FinishCommitRequest
+                ) -> pfs_pb2.CommitInfo:
+    return pfs_pb2.CommitInfo(commit=req.commit)
+
+
 class PFSServicer:
     """Implements service ``tusk.pfs.API`` by delegating to a :class:`pfs.api.PFS`.
 
@@ -277,9 +311,57 @@ class PFSServicer:
 
     def __init__(self, pfs: PFS) -> None:
         self.pfs = pfs
+        self.txns = hub_for(pfs.meta)
+        self.txns.register(self, {
+            "CreateRepo": pfs_pb2.CreateRepoRequest, "DeleteRepo": pfs_pb2.DeleteRepoRequest,
+            "CreateBranch": pfs_pb2.CreateBranchRequest,
+            "DeleteBranch": pfs_pb2.DeleteBranchRequest,
+            "FinishCommit": pfs_pb2.FinishCommitRequest,
+            "SquashCommit": pfs_pb2.SquashCommitRequest})
+        self.txns.start_commits = self._start_commits
+
+    def _start_commits(self, requests: list[bytes], set_id: str) -> None:
+        starts = []
+        for data in requests:
+            req = pfs_pb2.StartCommitRequest()
+            req.ParseFromString(data)
+            parent = commit_ref(req.parent) if req.HasField("parent") else None
+            starts.append((_need(req.branch.repo.name, "repo name"),
+                           _need(req.branch.name, "branch name"), parent, req.description))
+        self.pfs.start_commits(starts, set_id=set_id)
+
+    # transactions
+
+    @_unary
+    def StartTransaction(self, req: empty_pb2.Empty, ctx: grpc.ServicerContext
+                         ) -> pfs_pb2.TransactionInfo:
+        return _txn_info(self.txns.log.start())
+
+    @_unary
+    def InspectTransaction(self, req: pfs_pb2.Transaction, ctx: grpc.ServicerContext
+                           ) -> pfs_pb2.TransactionInfo:
+        return _txn_info(self.txns.log.get(_need(req.id, "transaction id")))
+
+    @_stream
+    def ListTransaction(self, req: pfs_pb2.ListTransactionRequest, ctx: grpc.ServicerContext
+                        ) -> Iterator[pfs_pb2.TransactionInfo]:
+        for rec in self.txns.log.all():
+            yield _txn_info(rec)
+
+    @_unary
+    def DeleteTransaction(self, req: pfs_pb2.Transaction, ctx: grpc.ServicerContext
+                          ) -> empty_pb2.Empty:
+        self.txns.log.delete(_need(req.id, "transaction id"))
+        return empty_pb2.Empty()
+
+    @_unary
+    def FinishTransaction(self, req: pfs_pb2.Transaction, ctx: grpc.ServicerContext
+                          ) -> pfs_pb2.TransactionInfo:
+        return _txn_info(self.txns.finish(_need(req.id, "transaction id")))
 
     # repos
 
+    @transactional(_txn_repo)
     @_unary
     def CreateRepo(self, req: pfs_pb2.CreateRepoRequest, ctx: grpc.ServicerContext
                    ) -> pfs_pb2.RepoInfo:
@@ -302,6 +384,7 @@ class PFSServicer:
         for ri in self.pfs.list_repo(type=req.type or None):
             yield repo_info_msg(ri)
 
+    @transactional(_txn_empty)
     @_unary
     def DeleteRepo(self, req: pfs_pb2.DeleteRepoRequest, ctx: grpc.ServicerContext
                    ) -> empty_pb2.Empty:
@@ -310,6 +393,7 @@ class PFSServicer:
 
     # branches
 
+    @transactional(_txn_branch)
     @_unary
     def CreateBranch(self, req: pfs_pb2.CreateBranchRequest, ctx: grpc.ServicerContext
                      ) -> pfs_pb2.BranchInfo:
@@ -337,6 +421,7 @@ class PFSServicer:
         for bi in self.pfs.list_branch(_need(req.repo.name, "repo name")):
             yield branch_info_msg(bi)
 
+    @transactional(_txn_empty)
     @_unary
     def DeleteBranch(self, req: pfs_pb2.DeleteBranchRequest, ctx: grpc.ServicerContext
                      ) -> empty_pb2.Empty:
@@ -346,6 +431,7 @@ class PFSServicer:
 
     # commits
 
+    @transactional(_txn_start_commit)
     @_unary
     def StartCommit(self, req: pfs_pb2.StartCommitRequest, ctx: grpc.ServicerContext
                     ) -> pfs_pb2.CommitInfo:
@@ -355,6 +441,7 @@ class PFSServicer:
                                    parent=parent, description=req.description)
         return commit_info_msg(ci)
 
+    @transactional(_txn_commit)
     @_unary
     def FinishCommit(self, req: pfs_pb2.FinishCommitRequest, ctx: grpc.ServicerContext
                      ) -> pfs_pb2.CommitInfo:
@@ -409,6 +496,7 @@ class PFSServicer:
                                recursive=req.recursive)
         return empty_pb2.Empty()
 
+    @transactional(_txn_empty)
     @_unary
     def SquashCommit(self, req: pfs_pb2.SquashCommitRequest, ctx: grpc.ServicerContext
                      ) -> empty_pb2.Empty:

@@ -336,6 +336,28 @@ class SquashCommitRequest(_message.Message):
     recursive: bool
     def __init__(self, commit: _Optional[_Union[Commit, _Mapping]] = ..., recursive: _Optional[bool] = ...) -> None: ...
 
+class Transaction(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class TransactionInfo(_message.Message):
+    __slots__ = ("transaction", "started", "commit_set", "requests")
+    TRANSACTION_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_SET_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    transaction: Transaction
+    started: _timestamp_pb2.Timestamp
+    commit_set: str
+    requests: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, transaction: _Optional[_Union[Transaction, _Mapping]] = ..., started: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., commit_set: _Optional[str] = ..., requests: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListTransactionRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class CommitSetRequest(_message.Message):
     __slots__ = ("commit_set",)
     COMMIT_SET_FIELD_NUMBER: _ClassVar[int]

@@ -128,6 +128,31 @@ class APIStub:
                 request_serializer=pfs__pb2.CommitSetRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.StartTransaction = channel.unary_unary(
+                '/tusk.pfs.API/StartTransaction',
+                request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+                response_deserializer=pfs__pb2.TransactionInfo.FromString,
+                _registered_method=True)
+        self.InspectTransaction = channel.unary_unary(
+                '/tusk.pfs.API/InspectTransaction',
+                request_serializer=pfs__pb2.Transaction.SerializeToString,
+                response_deserializer=pfs__pb2.TransactionInfo.FromString,
+                _registered_method=True)
+        self.ListTransaction = channel.unary_stream(
+                '/tusk.pfs.API/ListTransaction',
+                request_serializer=pfs__pb2.ListTransactionRequest.SerializeToString,
+                response_deserializer=pfs__pb2.TransactionInfo.FromString,
+                _registered_method=True)
+        self.DeleteTransaction = channel.unary_unary(
+                '/tusk.pfs.API/DeleteTransaction',
+                request_serializer=pfs__pb2.Transaction.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.FinishTransaction = channel.unary_unary(
+                '/tusk.pfs.API/FinishTransaction',
+                request_serializer=pfs__pb2.Transaction.SerializeToString,
+                response_deserializer=pfs__pb2.TransactionInfo.FromString,
+                _registered_method=True)
         self.InspectCommitSet = channel.unary_stream(
                 '/tusk.pfs.API/InspectCommitSet',
                 request_serializer=pfs__pb2.InspectCommitSetRequest.SerializeToString,
@@ -316,6 +341,38 @@ class APIServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartTransaction(self, request, context):
+        """transactions
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InspectTransaction(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTransaction(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTransaction(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinishTransaction(self, request, context):
+        """Run the queued requests; the answer lists them (each with its outcome).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def InspectCommitSet(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -494,6 +551,31 @@ def add_APIServicer_to_server(servicer, server):
                     servicer.SquashCommitSet,
                     request_deserializer=pfs__pb2.CommitSetRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'StartTransaction': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartTransaction,
+                    request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                    response_serializer=pfs__pb2.TransactionInfo.SerializeToString,
+            ),
+            'InspectTransaction': grpc.unary_unary_rpc_method_handler(
+                    servicer.InspectTransaction,
+                    request_deserializer=pfs__pb2.Transaction.FromString,
+                    response_serializer=pfs__pb2.TransactionInfo.SerializeToString,
+            ),
+            'ListTransaction': grpc.unary_stream_rpc_method_handler(
+                    servicer.ListTransaction,
+                    request_deserializer=pfs__pb2.ListTransactionRequest.FromString,
+                    response_serializer=pfs__pb2.TransactionInfo.SerializeToString,
+            ),
+            'DeleteTransaction': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTransaction,
+                    request_deserializer=pfs__pb2.Transaction.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'FinishTransaction': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishTransaction,
+                    request_deserializer=pfs__pb2.Transaction.FromString,
+                    response_serializer=pfs__pb2.TransactionInfo.SerializeToString,
             ),
             'InspectCommitSet': grpc.unary_stream_rpc_method_handler(
                     servicer.InspectCommitSet,
@@ -1054,6 +1136,141 @@ class API:
             '/tusk.pfs.API/SquashCommitSet',
             pfs__pb2.CommitSetRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartTransaction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tusk.pfs.API/StartTransaction',
+            google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            pfs__pb2.TransactionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InspectTransaction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tusk.pfs.API/InspectTransaction',
+            pfs__pb2.Transaction.SerializeToString,
+            pfs__pb2.TransactionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTransaction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tusk.pfs.API/ListTransaction',
+            pfs__pb2.ListTransactionRequest.SerializeToString,
+            pfs__pb2.TransactionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTransaction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tusk.pfs.API/DeleteTransaction',
+            pfs__pb2.Transaction.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishTransaction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tusk.pfs.API/FinishTransaction',
+            pfs__pb2.Transaction.SerializeToString,
+            pfs__pb2.TransactionInfo.FromString,
             options,
             channel_credentials,
             insecure,
