@@ -20,7 +20,8 @@ from cli.output import Printer
 COMMIT_SET_ID_RE = re.compile(r"^[0-9a-fA-F]{32}$")
 
 # Plural synonyms of nouns (pachctl's TestSynonyms: identical commands).
-PLURALS = {"repo": "repos", "branch": "branches", "commit": "commits", "file": "files"}
+PLURALS = {"repo": "repos", "branch": "branches", "commit": "commits", "file": "files",
+           "project": "projects"}
 
 
 class CLIError(Exception):
@@ -128,5 +129,8 @@ def noun_parser(
     p.add_argument(
         "--address", default=argparse.SUPPRESS, metavar="HOST:PORT", help="the daemon's address"
     )
+    p.add_argument("--project", default=argparse.SUPPRESS, metavar="PROJECT",
+                   help="the project of names given without one (default: $TUSK_PROJECT, "
+                        "else default)")
     p.set_defaults(run=run)
     return p

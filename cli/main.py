@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 
 from cli import file_cmds, pfs_cmds, pps_cmds, txn_cmds
 from cli.common import CLIError, Context, UsageError, api_errors
-from cli.refs import RefError
+from cli.refs import RefError, pipeline_name, set_project
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -57,6 +57,8 @@ VERBS = (
     ("diff", "compare files between commits"),
     ("copy", "copy files between commits"),
 )
+
+PROJECT_ENV = "TUSK_PROJECT"
 
 #: Commands that join the active transaction (queued, run at its finish).
 QUEUED = {("create", "repo"), ("update", "repo"), ("delete", "repo"), ("create", "branch"),
@@ -112,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="HOST:PORT",
         help=f"the daemon's address (default: ${ADDRESS_ENV}, else the client's default)",
+    )
+    parser.add_argument(
+        "--project",
+        default=None,
+        metavar="PROJECT",
+        help="the project of repo and pipeline names given without one "
+             "(default: $TUSK_PROJECT, else default); PROJECT/NAME names another",
     )
     sub = parser.add_subparsers(dest="verb", metavar="<verb>", parser_class=_Parser)
     verbs: dict[str, Any] = {}
@@ -176,8 +185,13 @@ def main(argv: list[str]) -> int:
     ctx = Context(address=args.address or os.environ.get(ADDRESS_ENV) or None)
     try:
         ctx.transaction = txn_cmds.active_transaction()
+        set_project(args.project or os.environ.get(PROJECT_ENV) or None)
+        if isinstance(getattr(args, "pipeline", None), str):
+            args.pipeline = pipeline_name(args.pipeline)
     except CLIError as e:
         return _fail(EXIT_ERROR, str(e))
+    except RefError as e:
+        return _fail(EXIT_USAGE, str(e))
 
     errors = api_errors()
     TuskError, Unavailable = errors.TuskError, errors.Unavailable

@@ -161,7 +161,49 @@ def run_list_repo(ctx: Context, args: argparse.Namespace) -> int:
     if args.all and args.type:
         raise UsageError("cannot set both --all and --type")
     repo_type: str | None = None if args.all else (args.type or "user")
-    return _show(p, ctx.client().list_repo(type=repo_type), REPO_HEADER, repo_row)
+    items = ctx.client().list_repo(type=repo_type, project=refs.current_project(),
+                                   all_projects=args.all_projects)
+    return _show(p, items, REPO_HEADER, repo_row)
+
+
+# --- projects ------------------------------------------------------------------
+
+PROJECT_HEADER = ("ACTIVE", "PROJECT", "CREATED", "DESCRIPTION")
+
+
+def run_create_project(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.client().create_project(args.project, description=args.description or "")
+    return 0
+
+
+def run_update_project(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.client().create_project(args.project, description=args.description or "", update=True)
+    return 0
+
+
+def run_inspect_project(ctx: Context, args: argparse.Namespace) -> int:
+    p = printer(args)
+
+    def lines(m: Any) -> Any:
+        yield "Name", m.project.name
+        yield "Description", m.description or "-"
+        yield "Created", p.when(timestamp(m, "created"))
+
+    p.block(ctx.client().inspect_project(args.project), lines)
+    return 0
+
+
+def run_list_project(ctx: Context, args: argparse.Namespace) -> int:
+    p = printer(args)
+    active = refs.current_project()
+    return _show(p, ctx.client().list_project(), PROJECT_HEADER, lambda p_, m: [
+        "*" if m.project.name == active else "", m.project.name,
+        p_.when(timestamp(m, "created")), m.description or "-"])
+
+
+def run_delete_project(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.client().delete_project(args.project, force=args.force)
+    return 0
 
 
 def run_inspect_repo(ctx: Context, args: argparse.Namespace) -> int:
@@ -366,7 +408,28 @@ def register(verbs: dict[str, Any]) -> None:
     p = noun_parser(verbs["list"], "repo", run_list_repo, "list repos")
     p.add_argument("--all", action="store_true", help="list repos of every type (user, spec, meta)")
     p.add_argument("--type", choices=("user", "spec", "meta"), help="list only repos of this type")
+    p.add_argument("-A", "--all-projects", action="store_true",
+                   help="list the repos of every project")
     add_output_flags(p)
+
+    for verb, run, help_ in (
+        ("create", run_create_project, "create a project (a namespace of repos and pipelines)"),
+        ("update", run_update_project, "change a project's description"),
+    ):
+        p = noun_parser(verbs[verb], "project", run, help_)
+        p.add_argument("project", metavar="PROJECT")
+        p.add_argument("-d", "--description", help="what the project is for")
+    p = noun_parser(verbs["inspect"], "project", run_inspect_project, "show a project")
+    p.add_argument("project", metavar="PROJECT")
+    add_output_flags(p)
+    p = noun_parser(verbs["list"], "project", run_list_project,
+                    "list projects (* marks the current one: --project, $TUSK_PROJECT)")
+    add_output_flags(p)
+    p = noun_parser(verbs["delete"], "project", run_delete_project,
+                    "delete a project (one with repos only with --force)")
+    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="also delete its repos and pipelines")
 
     p = noun_parser(verbs["inspect"], "repo", run_inspect_repo, "show a repo's details")
     p.add_argument("repo", metavar="REPO")

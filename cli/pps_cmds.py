@@ -179,7 +179,8 @@ def input_shorthand(inp: Mapping[str, Any] | None) -> str:
     if "pfs" in inp:
         p = inp["pfs"]
         branch = p.get("branch") or "master"
-        repo = p.get("repo", "?") if branch == "master" else f"{p.get('repo', '?')}@{branch}"
+        name = _full(p)
+        repo = name if branch == "master" else f"{name}@{branch}"
         return f"{repo}:{p.get('glob', '')}"
     if "cron" in inp:
         c = inp["cron"]
@@ -392,7 +393,7 @@ def _create(ctx: Context, args: argparse.Namespace, update: bool) -> int:
     for text in _spec_texts(args):
         info = client.create_pipeline(text, update=update,
                                       reprocess=getattr(args, "reprocess", False),
-                                      dry_run=dry_run)
+                                      dry_run=dry_run, project=refs.current_project())
         for w in info.warnings:
             print(f"warning: pipeline {info.pipeline.name}: {w}", file=sys.stderr)
         if dry_run:
@@ -441,7 +442,7 @@ def run_edit_pipeline(ctx: Context, args: argparse.Namespace) -> int:
     fmt = args.output or "json"
     editor = args.editor or os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
     with tempfile.TemporaryDirectory(prefix="tusk-edit-") as tmp:
-        path = os.path.join(tmp, f"{args.pipeline}.{fmt}")
+        path = os.path.join(tmp, f"{args.pipeline.replace('/', '.')}.{fmt}")
         before = _dump_spec(spec, fmt)
         with open(path, "w", encoding="utf-8") as f:
             f.write(before)
@@ -499,7 +500,9 @@ def run_list_pipeline(ctx: Context, args: argparse.Namespace) -> int:
     if args.pipeline and not history:
         items: Any = [client.inspect_pipeline(args.pipeline)]
     else:
-        items = client.list_pipeline(args.pipeline or "", history=history)
+        items = client.list_pipeline(args.pipeline or "", history=history,
+                                     project=refs.current_project(),
+                                     all_projects=args.all_projects)
     if args.spec:
         if args.raw:
             raise UsageError("--spec prints specs; drop --raw (use -o yaml for YAML)")
@@ -516,20 +519,27 @@ def run_list_pipeline(ctx: Context, args: argparse.Namespace) -> int:
 def run_draw_pipeline(ctx: Context, args: argparse.Namespace) -> int:
     """The DAG of repos and pipelines as text, inputs before what reads them."""
     client = ctx.client()
-    pipelines = {pi.pipeline.name: pi for pi in client.list_pipeline()}
-    repos = sorted(r.repo.name for r in client.list_repo())
+    pipelines = {pi.pipeline.name: pi for pi in client.list_pipeline(all_projects=True)}
+    repos = sorted(r.repo.name for r in client.list_repo(all_projects=True))
     sys.stdout.write(draw_dag(repos, {n: _spec(pi) for n, pi in pipelines.items()},
                               {n: pipeline_state(pi) for n, pi in pipelines.items()}))
     return 0
+
+
+def _full(leaf: Mapping[str, Any]) -> str:
+    """An input's repo as the API names it: PROJECT/REPO outside the default project."""
+    repo = str(leaf.get("repo") or leaf.get("name") or "?")
+    project = leaf.get("project") or "default"
+    return repo if project == "default" else f"{project}/{repo}"
 
 
 def _leaf_inputs(inp: Mapping[str, Any] | None) -> list[str]:
     if not inp:
         return []
     if "pfs" in inp:
-        return [str(inp["pfs"].get("repo", "?"))]
+        return [_full(inp["pfs"])]
     if "cron" in inp:
-        return [str(inp["cron"].get("repo") or inp["cron"].get("name", "?"))]
+        return [_full(inp["cron"])]
     out: list[str] = []
     for kind in ("cross", "union", "join", "group"):
         for child in inp.get(kind) or []:
@@ -855,6 +865,8 @@ def register(verbs: dict[str, Any], sub: Any) -> None:
                    help="print each pipeline's spec, ready for create pipeline -f")
     p.add_argument("--history", metavar="none|all|N",
                    help="also earlier versions: all, or the N before the current one")
+    p.add_argument("-A", "--all-projects", action="store_true",
+                   help="list the pipelines of every project")
     add_output_flags(p)
 
     p = noun_parser(verbs["inspect"], "pipeline", run_inspect_pipeline, "show a pipeline's details")

@@ -14,6 +14,7 @@ Reference grammar (pachyderm-reference.md 1.3 and 3.1)::
     REPO@REF~2
     REPO@BRANCH.N             the N-th commit from the oldest on the branch
     REPO@REF:/PATH            a file (``REPO@REF:PATH`` means the same)
+    PROJECT/REPO@...          a repo of another project than the current one
 
 The CLI does not resolve ancestry: the ref string (branch or id plus suffix)
 goes to the server verbatim as ``ref`` and the server resolves it. The CLI only
@@ -31,6 +32,40 @@ from dataclasses import dataclass
 # Repo and branch names: Pachyderm's rule (alphanumerics, ``_`` and ``-``).
 _NAME = r"[A-Za-z0-9_-]+"
 _NAME_RE = re.compile(rf"^{_NAME}$")
+# A repo (or pipeline) may name its project: ``PROJECT/NAME``.
+_REPO_RE = re.compile(rf"^(?:{_NAME}/)?{_NAME}$")
+
+#: The project of names given without one (``--project`` / ``$TUSK_PROJECT``);
+#: set once by ``cli.main`` before a command runs.
+_project: list[str] = ["default"]
+
+
+def set_project(project: str | None) -> None:
+    """Make ``project`` the project of names given without one."""
+    if project and not _NAME_RE.match(project):
+        raise RefError(f'invalid project name "{project}": only alphanumeric characters, '
+                       "underscores, and dashes are allowed")
+    _project[0] = project or "default"
+
+
+def current_project() -> str:
+    return _project[0]
+
+
+def qualified(name: str) -> str:
+    """A repo or pipeline name as the API takes it: ``PROJECT/NAME``, or bare
+    in the default project (``default/x`` is ``x``)."""
+    project, sep, bare = name.rpartition("/")
+    if not sep:
+        project = _project[0]
+    return bare if project == "default" else f"{project}/{bare}"
+
+
+def pipeline_name(name: str) -> str:
+    """A pipeline named on the command line, qualified with the current project."""
+    if not _REPO_RE.match(name):
+        raise RefError(f'invalid pipeline name "{name}": expected NAME or PROJECT/NAME')
+    return qualified(name)
 # A ref: a branch name or commit id, optionally ``branch=id``, then at most one
 # ancestry suffix: a run of ``^`` or of ``~`` (not mixed), ``^N``/``~N``, or ``.N``.
 _REF_RE = re.compile(rf"^(?P<base>{_NAME}(?:={_NAME})?)(?P<anc>\^+|~+|[\^~][0-9]+|\.[0-9]+)?$")
@@ -80,13 +115,14 @@ def _invalid(text: str, what: str, form: str) -> RefError:
 
 
 def check_repo_name(name: str) -> str:
-    """Return ``name`` if it is a valid repo name, else raise :class:`RefError`."""
-    if not _NAME_RE.match(name):
+    """``name`` qualified with the current project if it is a valid repo name
+    (``NAME`` or ``PROJECT/NAME``), else raise :class:`RefError`."""
+    if not _REPO_RE.match(name):
         raise RefError(
             f'invalid repo name "{name}": only alphanumeric characters, '
-            "underscores, and dashes are allowed"
+            "underscores, and dashes are allowed (and PROJECT/ before it)"
         )
-    return name
+    return qualified(name)
 
 
 def _split(text: str, what: str, form: str, whole: str | None = None) -> tuple[str, str | None]:
@@ -95,9 +131,9 @@ def _split(text: str, what: str, form: str, whole: str | None = None) -> tuple[s
     ``whole`` is the user's full argument (with its path), quoted in errors.
     """
     repo, sep, ref = text.partition("@")
-    if not _NAME_RE.match(repo) or (sep and not _REF_RE.match(ref)):
+    if not _REPO_RE.match(repo) or (sep and not _REF_RE.match(ref)):
         raise _invalid(whole or text, what, form)
-    return repo, (ref if sep else None)
+    return qualified(repo), (ref if sep else None)
 
 
 def parse_repo_ref(text: str, what: str = "commit") -> tuple[str, str | None]:
@@ -119,9 +155,9 @@ def parse_commit(text: str) -> tuple[str, str]:
 def parse_branch(text: str) -> tuple[str, str]:
     """Parse ``REPO@BRANCH``: a plain branch name, no id and no ancestry."""
     repo, _, branch = text.partition("@")
-    if not _NAME_RE.match(repo) or not _NAME_RE.match(branch):
+    if not _REPO_RE.match(repo) or not _NAME_RE.match(branch):
         raise _invalid(text, "branch", "REPO@BRANCH")
-    return repo, branch
+    return qualified(repo), branch
 
 
 def clean_path(path: str) -> str:

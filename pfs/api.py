@@ -43,6 +43,7 @@ from pfs.blobs import (
 )
 from pfs.changes import SPILL_AT, ChangeRun, merge_layers, read_layer, write_layer
 from pfs.errors import (
+    AlreadyExists,
     BranchNotFound,
     CommitFinished,
     CommitNotFound,
@@ -76,16 +77,20 @@ from pfs.model import (
     FileInfo,
     FileType,
     OriginKind,
+    ProjectInfo,
     RepoInfo,
 )
 from pfs.objects import ObjectStore
 from pfs.paths import (
     COMMIT_ID_RE,
+    DEFAULT_PROJECT,
     clean_dir_path,
     clean_path,
     is_glob,
     parse_ref,
+    split_repo,
     validate_branch_name,
+    validate_project_name,
     validate_repo_name,
 )
 from pfs.tree import (
@@ -192,6 +197,9 @@ class PFS:
         self.on_commits_created: list[Callable[[list[CommitRec]], None]] = []
         self.on_commit_finished: list[Callable[[CommitRec], None]] = []
         self.protected_repos: Callable[[str], str | None] = lambda repo: None
+        #: Called with a project's name before ``delete_project(force=True)``
+        #: deletes its repos (PPS deletes the project's pipelines).
+        self.project_deleters: list[Callable[[str], None]] = []
         # (repo, branch) -> the head last seen: a guess of which commit to
         # read alongside the branch (see ``_resolve``), never trusted as data.
         self._head_hints: dict[tuple[str, str], str] = {}
@@ -366,7 +374,7 @@ class PFS:
         """A commit set ID used in a repo without such a commit: the repo's
         commit found in the provenance of the set (reference 1.4)."""
         for kv in self.meta.range(keys.commitset_prefix(set_id)):
-            other_repo = kv.key.rsplit("/", 1)[1]
+            other_repo = keys.repo_from_key(kv.key.rsplit("/", 1)[1])
             rec = self._get_commit(other_repo, set_id)
             if rec is None:
                 continue
@@ -380,6 +388,7 @@ class PFS:
     def create_repo(self, name: str, description: str = "", update: bool = False,
                     type: str = "user") -> RepoInfo:
         validate_repo_name(name)
+        self._check_project(name)
         with self._lock:
             kv = self.meta.get(keys.repo(name))
             if kv is not None:
@@ -411,16 +420,94 @@ class PFS:
                     size = c.size
         return RepoInfo(name=rec.name, type=rec.type, description=rec.description,
                         created=rec.created, size_bytes=size,
-                        branches=tuple(b.name for b in branches))
+                        branches=tuple(b.name for b in branches),
+                        project=split_repo(rec.name)[0])
 
-    def list_repo(self, type: str | None = "user") -> list[RepoInfo]:
+    def list_repo(self, type: str | None = "user", project: str | None = None
+                  ) -> list[RepoInfo]:
+        """Repos newest first: of ``type`` (None: every type) and of ``project``
+        (None: every project)."""
         out = []
         for kv in self.meta.range(keys.ALL_REPOS):
             rec: RepoRec = _load(RepoRec, kv.value)
+            if project is not None and split_repo(rec.name)[0] != project:
+                continue
             if type is None or rec.type == type:
                 out.append(self._repo_info(rec))
         out.sort(key=lambda r: r.created, reverse=True)
         return out
+
+    # -- projects ----------------------------------------------------------------
+
+    def _project_rec(self, name: str) -> ProjectInfo | None:
+        if name == DEFAULT_PROJECT:
+            kv = self.meta.get(keys.project(name))
+            if kv is None:
+                return ProjectInfo(DEFAULT_PROJECT, "The default project.", 0.0)
+        else:
+            kv = self.meta.get(keys.project(name))
+            if kv is None:
+                return None
+        d = json.loads(kv.value)
+        return ProjectInfo(name=d["name"], description=d.get("description", ""),
+                           created=d.get("created", 0.0))
+
+    def inspect_project(self, name: str) -> ProjectInfo:
+        info = self._project_rec(name)
+        if info is None:
+            raise NotFound(f"project {name} not found (list them with `tusk list project`, "
+                           f"create it with `tusk create project {name}`)")
+        return info
+
+    def _check_project(self, repo: str) -> None:
+        project = split_repo(repo)[0]
+        if project != DEFAULT_PROJECT:
+            self.inspect_project(project)
+
+    def list_project(self) -> list[ProjectInfo]:
+        out = {DEFAULT_PROJECT: self.inspect_project(DEFAULT_PROJECT)}
+        for kv in self.meta.range(keys.ALL_PROJECTS):
+            d = json.loads(kv.value)
+            out[d["name"]] = ProjectInfo(d["name"], d.get("description", ""),
+                                         d.get("created", 0.0))
+        return sorted(out.values(), key=lambda p: (p.name != DEFAULT_PROJECT, p.created, p.name))
+
+    def create_project(self, name: str, description: str = "", update: bool = False
+                       ) -> ProjectInfo:
+        validate_project_name(name)
+        with self._lock:
+            existing = self._project_rec(name)
+            exists = existing is not None and (
+                name != DEFAULT_PROJECT or self.meta.get(keys.project(name)) is not None)
+            if name == DEFAULT_PROJECT and not update:
+                raise AlreadyExists(f"project {name} already exists")
+            if exists and not update:
+                raise AlreadyExists(f"project {name} already exists")
+            created = existing.created if existing is not None else self.clock()
+            self.meta.put(keys.project(name), json.dumps(
+                {"name": name, "description": description, "created": created}).encode())
+        return self.inspect_project(name)
+
+    def delete_project(self, name: str, force: bool = False) -> None:
+        """Delete a project. One that holds repos is refused unless ``force``,
+        which deletes them (and, through :attr:`project_deleters`, what other
+        services keep in it: pipelines)."""
+        if name == DEFAULT_PROJECT:
+            raise FailedPrecondition("the default project cannot be deleted")
+        self.inspect_project(name)
+        repos = self.list_repo(type=None, project=name)
+        if repos and not force:
+            raise FailedPrecondition(
+                f"project {name} holds repos ({', '.join(r.name for r in repos[:5])}"
+                f"{', ...' if len(repos) > 5 else ''}): delete them first, or use --force")
+        for hook in self.project_deleters:
+            hook(name)
+        for r in self.list_repo(type=None, project=name):
+            try:
+                self.delete_repo(r.name, force=True)
+            except NotFound:
+                pass
+        self.meta.delete(keys.project(name))
 
     def delete_repo(self, name: str, force: bool = False) -> None:
         with self._lock:
@@ -815,7 +902,8 @@ class PFS:
                     try:
                         pending = list(self.meta.range(keys.ALL_FINISHING))
                         for kv in pending:
-                            r, cid = kv.key[len(keys.ALL_FINISHING):].split("/", 1)
+                            rk, cid = kv.key[len(keys.ALL_FINISHING):].split("/", 1)
+                            r = keys.repo_from_key(rk)
                             self._complete_finishing(r, cid)
                         if not any(True for _ in self.meta.range(keys.ALL_FINISHING, limit=1)):
                             return
@@ -930,7 +1018,7 @@ class PFS:
         set_prefix, child_prefix = self._info_prefixes(c.repo, c.id)
         if read is None or set_prefix not in read.ranges or child_prefix not in read.ranges:
             read = self.meta.read_many([], (set_prefix, child_prefix))
-        others = [other for other in (kv.key.rsplit("/", 1)[1]
+        others = [other for other in (keys.repo_from_key(kv.key.rsplit("/", 1)[1])
                                       for kv in range_rest(self.meta, read, set_prefix))
                   if other != c.repo]
         children = [kv.key[len(child_prefix):] for kv in range_rest(self.meta, read, child_prefix)]
@@ -1043,7 +1131,7 @@ class PFS:
     def subvenant_commits(self, repo: str, cid: str) -> list[tuple[str, str]]:
         """The commits computed from ``repo@cid``: the members of its commit set
         whose provenance reaches it, downstream first (the order to remove them)."""
-        members = [kv.key.rsplit("/", 1)[1]
+        members = [keys.repo_from_key(kv.key.rsplit("/", 1)[1])
                    for kv in self.meta.range(keys.commitset_prefix(cid))]
         recs = {r: self._get_commit(r, cid) for r in members if r != repo}
         down: dict[str, int] = {}  # repo -> depth below repo@cid
@@ -1172,7 +1260,8 @@ class PFS:
 
     def commit_set_members(self, set_id: str) -> list[str]:
         """The repos with a commit in commit set ``set_id``."""
-        return [kv.key.rsplit("/", 1)[1] for kv in self.meta.range(keys.commitset_prefix(set_id))]
+        return [keys.repo_from_key(kv.key.rsplit("/", 1)[1])
+                for kv in self.meta.range(keys.commitset_prefix(set_id))]
 
     def delete_commit_set(self, set_id: str) -> None:
         """Drop every commit of a commit set (``tusk delete commit ID``)."""
@@ -1204,7 +1293,7 @@ class PFS:
 
     def inspect_commit_set(self, set_id: str, wait: bool = False) -> list[CommitInfo]:
         out = []
-        members = [kv.key.rsplit("/", 1)[1]
+        members = [keys.repo_from_key(kv.key.rsplit("/", 1)[1])
                    for kv in self.meta.range(keys.commitset_prefix(set_id))]
         if not members:
             raise NotFound(f"commit set {set_id} not found")
@@ -1220,7 +1309,8 @@ class PFS:
     def list_commit_set(self, number: int = 0) -> Iterator[tuple[str, list[CommitInfo]]]:
         sets: dict[str, float] = {}
         for kv in self.meta.range(keys.ALL_COMMITSETS):
-            sid, repo = kv.key[len(keys.ALL_COMMITSETS):].split("/", 1)
+            sid, rk = kv.key[len(keys.ALL_COMMITSETS):].split("/", 1)
+            repo = keys.repo_from_key(rk)
             rec = self._get_commit(repo, sid)
             if rec is not None:
                 sets[sid] = min(sets.get(sid, rec.started), rec.started)
@@ -1410,19 +1500,21 @@ class PFS:
     def _recover(self) -> None:
         """Finish what a killed process left half done (idempotent)."""
         for kv in self.meta.range(keys.ALL_TRASH):
-            self._finish_repo_cleanup(kv.key[len(keys.ALL_TRASH):])
+            self._finish_repo_cleanup(keys.repo_from_key(kv.key[len(keys.ALL_TRASH):]))
         # Layer keys beyond one transaction are deleted after a commit is
         # marked finished; a crash in between leaves them: sweep them here.
         stray = []
         for kv in self.meta.range("layers/"):
-            _, repo, cid, _ = kv.key.split("/", 3)
+            _, rk, cid, _ = kv.key.split("/", 3)
+            repo = keys.repo_from_key(rk)
             rec = self._get_commit(repo, cid)
             if rec is None or rec.finished is not None:
                 stray.append(kv.key)
         for i in range(0, len(stray), 100):
             self.meta.txn([], [Delete(k) for k in stray[i:i + 100]])
         for kv in list(self.meta.range(keys.ALL_FINISHING)):
-            repo, cid = kv.key[len(keys.ALL_FINISHING):].split("/", 1)
+            rk, cid = kv.key[len(keys.ALL_FINISHING):].split("/", 1)
+            repo = keys.repo_from_key(rk)
             try:
                 self._complete_finishing(repo, cid)
             except TuskError:

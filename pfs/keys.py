@@ -11,13 +11,32 @@ Layout (values are JSON records of ``pfs.api`` unless noted)::
     finishing/<repo>/<id>                 (empty)   commits whose finish is in progress
     trash/<repo>                          (empty)   a deleted repo whose records are being removed
 
-Names are validated (``pfs.paths``) before they reach a key, so ``/`` never
-appears inside one component.
+Names are validated (``pfs.paths``) before they reach a key. A repo of a
+project other than ``default`` is named ``PROJECT/NAME``; in a key that name
+is one component, ``PROJECT.NAME`` (``.`` cannot appear in a name), so a repo
+``lab`` never shares a prefix with the repos of project ``lab``.
+
+    projects/<project>                    ProjectRec (``default`` is implicit)
 """
 
 from __future__ import annotations
 
 ALL_REPOS = "repos/"
+ALL_PROJECTS = "projects/"
+
+
+def _r(repo: str) -> str:
+    """A repo's full name as one key component."""
+    return repo.replace("/", ".")
+
+
+def repo_from_key(component: str) -> str:
+    """The inverse of :func:`_r`: a key component back to a repo's full name."""
+    return component.replace(".", "/")
+
+
+def project(name: str) -> str:
+    return f"projects/{name}"
 ALL_BRANCHES = "branches/"
 ALL_COMMITSETS = "commitsets/"
 ALL_FINISHING = "finishing/"
@@ -25,47 +44,47 @@ ALL_TRASH = "trash/"
 
 
 def repo(name: str) -> str:
-    return f"repos/{name}"
+    return f"repos/{_r(name)}"
 
 
 def repo_trash(name: str) -> str:
-    return f"trash/{name}"
+    return f"trash/{_r(name)}"
 
 
 def branch(repo: str, name: str) -> str:
-    return f"branches/{repo}/{name}"
+    return f"branches/{_r(repo)}/{name}"
 
 
 def branch_prefix(repo: str) -> str:
-    return f"branches/{repo}/"
+    return f"branches/{_r(repo)}/"
 
 
 def commit(repo: str, cid: str) -> str:
-    return f"commits/{repo}/{cid}"
+    return f"commits/{_r(repo)}/{cid}"
 
 
 def commit_prefix(repo: str) -> str:
-    return f"commits/{repo}/"
+    return f"commits/{_r(repo)}/"
 
 
 def child(repo: str, parent: str, cid: str) -> str:
-    return f"children/{repo}/{parent}/{cid}"
+    return f"children/{_r(repo)}/{parent}/{cid}"
 
 
 def children_prefix(repo: str, parent: str) -> str:
-    return f"children/{repo}/{parent}/"
+    return f"children/{_r(repo)}/{parent}/"
 
 
 def layer(repo: str, cid: str, seq: int) -> str:
-    return f"layers/{repo}/{cid}/{seq:010d}"
+    return f"layers/{_r(repo)}/{cid}/{seq:010d}"
 
 
 def layer_prefix(repo: str, cid: str) -> str:
-    return f"layers/{repo}/{cid}/"
+    return f"layers/{_r(repo)}/{cid}/"
 
 
 def commitset_member(cid: str, repo: str) -> str:
-    return f"commitsets/{cid}/{repo}"
+    return f"commitsets/{cid}/{_r(repo)}"
 
 
 def commitset_prefix(cid: str) -> str:
@@ -73,10 +92,11 @@ def commitset_prefix(cid: str) -> str:
 
 
 def finishing(repo: str, cid: str) -> str:
-    return f"finishing/{repo}/{cid}"
+    return f"finishing/{_r(repo)}/{cid}"
 
 
 def repo_prefixes(repo: str) -> list[str]:
     """Every prefix holding records of ``repo`` (for deleting it)."""
-    return [branch_prefix(repo), commit_prefix(repo), f"children/{repo}/", f"layers/{repo}/",
-            f"finishing/{repo}/"]
+    r = _r(repo)
+    return [branch_prefix(repo), commit_prefix(repo), f"children/{r}/", f"layers/{r}/",
+            f"finishing/{r}/"]

@@ -54,12 +54,20 @@ class CommitRef:
 
 @dataclass(frozen=True)
 class RepoInfo:
-    name: str
+    name: str  # the full name: NAME, or PROJECT/NAME outside the default project
     type: str  # "user" | "spec" | "meta"
     description: str
     created: float
     size_bytes: int  # size of the HEAD of master (Pachyderm's rule)
     branches: tuple[str, ...] = ()
+    project: str = "default"
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    name: str
+    description: str
+    created: float
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,49 @@ UUID4_RE = re.compile(r"^[0-9a-f]{12}4[0-9a-f]{19}$")
 GLOB_CHARS = set("*?[]{}!()@+^")
 
 
+#: The project every name without one belongs to (Pachyderm's).
+DEFAULT_PROJECT = "default"
+
+
+def split_repo(repo: str) -> tuple[str, str]:
+    """``"lab/data"`` -> ``("lab", "data")``; ``"data"`` -> ``("default", "data")``.
+
+    A repo's full name is ``PROJECT/NAME``, or just ``NAME`` in the default
+    project (so data made before projects existed is the default project's).
+    """
+    project, sep, name = repo.rpartition("/")
+    return (project, name) if sep else (DEFAULT_PROJECT, name)
+
+
+def qualify(project: str | None, name: str) -> str:
+    """A repo's (or pipeline's) full name: ``name`` in the default project,
+    else ``project/name``. A ``name`` that already names a project wins."""
+    if "/" in name or not project or project == DEFAULT_PROJECT:
+        if name.startswith(DEFAULT_PROJECT + "/"):
+            return name[len(DEFAULT_PROJECT) + 1:]
+        return name
+    return f"{project}/{name}"
+
+
+def validate_project_name(name: str) -> None:
+    if not name or not NAME_RE.match(name) or not name[0].isalnum():
+        raise InvalidArgument(
+            f"project name ({name}) invalid: only alphanumeric characters, underscores, and "
+            "dashes are allowed, starting with a letter or digit")
+    if len(name) > 51:
+        raise InvalidArgument(f"project name ({name}) invalid: at most 51 characters")
+
+
 def validate_repo_name(name: str) -> None:
-    if not name or not NAME_RE.match(name):
+    """A repo's full name: ``NAME`` or ``PROJECT/NAME`` (see :func:`split_repo`)."""
+    project, sep, bare = name.rpartition("/")
+    if sep:
+        if project == DEFAULT_PROJECT or "/" in project:
+            raise InvalidName(name, "repo name")
+        validate_project_name(project)
+    if not bare or not NAME_RE.match(bare):
         raise InvalidName(name, "repo name")
-    if len(name) > 63:
+    if len(bare) > 63:
         raise InvalidArgument(f"repo name ({name}) invalid: at most 63 characters are allowed")
 
 

@@ -49,6 +49,7 @@ from pfs.errors import (
 )
 from pfs.metadata import Delete, Op, Put
 from pfs.model import BranchRef, CommitRef
+from pfs.paths import split_repo
 from pps import keys
 from pps.controller import Controller, ControllerEnv
 from pps.controller.cron import cron_inputs
@@ -114,6 +115,7 @@ class PPS:
             pfs.on_commit_finished.append(lambda c: self._notify())
             pfs.on_commits_created.append(lambda cs: self._notify())
             pfs.protected_repos = self._protected_repo
+            pfs.project_deleters.append(self._delete_project_pipelines)
         if start:
             self.start()
 
@@ -235,6 +237,12 @@ class PPS:
         if rec is None:
             return self._get_pipeline(name)
         return rec
+
+    def _delete_project_pipelines(self, project: str) -> None:
+        """Before a project is deleted (with force): its pipelines go, users first."""
+        mine = [r.name for r in self._pipelines() if split_repo(r.name)[0] == project]
+        for name in mine:
+            self.delete_pipeline(name, force=True)
 
     def _protected_repo(self, repo: str) -> str | None:
         if self.meta.get(keys.pipeline(repo)) is not None:
@@ -389,8 +397,10 @@ class PPS:
     def inspect_pipeline(self, name: str) -> PipelineInfo:
         return self._pipeline_info(self._get_pipeline(name))
 
-    def list_pipeline(self) -> list[PipelineInfo]:
-        out = [self._pipeline_info(r) for r in self._pipelines()]
+    def list_pipeline(self, project: str | None = None) -> list[PipelineInfo]:
+        """Pipelines newest first, of ``project`` (None: of every project)."""
+        out = [self._pipeline_info(r) for r in self._pipelines()
+               if project is None or split_repo(r.name)[0] == project]
         out.sort(key=lambda p: p.created, reverse=True)
         return out
 
@@ -585,7 +595,7 @@ class PPS:
                 for kv in list(self.meta.range(prefix)):
                     self.meta.delete(kv.key)
             self.meta.delete(keys.job(pipeline, j.id))
-        for key in list(self.objects.list(f"pps/{pipeline}/{j.id}/")):
+        for key in list(self.objects.list(keys.job_objects(pipeline, j.id))):
             try:
                 self.objects.delete(key)
             except TuskError:

@@ -139,7 +139,7 @@ class Jobs:
         if done.error:
             return []
         key = (keys.unit_object(pipeline, job, unit, done.attempt) if done.attempt >= 0
-               else f"pps/{pipeline}/{job}/units/{unit:06d}")  # written before attempts
+               else keys.legacy_unit_object(pipeline, job, unit))
         data = self._get(key)
         return decode_results(data) if data is not None else None
 

@@ -24,60 +24,65 @@ claim cannot overwrite the results of the attempt that replaced it.
 
 from __future__ import annotations
 
+
+def _p(pipeline: str) -> str:
+    """A pipeline's full name (``PROJECT/NAME`` outside ``default``) as one key component."""
+    return pipeline.replace("/", ".")
+
 ALL_PIPELINES = "pipelines/"
 
 
 def pipeline(name: str) -> str:
-    return f"pipelines/{name}"
+    return f"pipelines/{_p(name)}"
 
 
 def pipeline_version(name: str, version: int) -> str:
-    return f"pipeline_versions/{name}/{version:06d}"
+    return f"pipeline_versions/{_p(name)}/{version:06d}"
 
 
 def pipeline_versions(name: str) -> str:
-    return f"pipeline_versions/{name}/"
+    return f"pipeline_versions/{_p(name)}/"
 
 
 def jobs(pipeline: str) -> str:
     """Prefix of every job of ``pipeline``."""
-    return f"jobs/{pipeline}/"
+    return f"jobs/{_p(pipeline)}/"
 
 
 def job(pipeline: str, job_id: str) -> str:
-    return f"jobs/{pipeline}/{job_id}"
+    return f"jobs/{_p(pipeline)}/{job_id}"
 
 
 def queue_prefix(pipeline: str, job_id: str = "") -> str:
-    return f"queue/{pipeline}/{job_id}/" if job_id else f"queue/{pipeline}/"
+    return f"queue/{_p(pipeline)}/{job_id}/" if job_id else f"queue/{_p(pipeline)}/"
 
 
 def queued(pipeline: str, job_id: str, unit: int) -> str:
-    return f"queue/{pipeline}/{job_id}/{unit:06d}"
+    return f"queue/{_p(pipeline)}/{job_id}/{unit:06d}"
 
 
 def claim(pipeline: str, job_id: str, unit: int) -> str:
-    return f"claims/{pipeline}/{job_id}/{unit:06d}"
+    return f"claims/{_p(pipeline)}/{job_id}/{unit:06d}"
 
 
 def claim_prefix(pipeline: str, job_id: str) -> str:
-    return f"claims/{pipeline}/{job_id}/"
+    return f"claims/{_p(pipeline)}/{job_id}/"
 
 
 def attempts_prefix(pipeline: str, job_id: str) -> str:
-    return f"attempts/{pipeline}/{job_id}/"
+    return f"attempts/{_p(pipeline)}/{job_id}/"
 
 
 def attempts(pipeline: str, job_id: str, unit: int) -> str:
-    return f"attempts/{pipeline}/{job_id}/{unit:06d}"
+    return f"attempts/{_p(pipeline)}/{job_id}/{unit:06d}"
 
 
 def done_prefix(pipeline: str, job_id: str) -> str:
-    return f"done/{pipeline}/{job_id}/"
+    return f"done/{_p(pipeline)}/{job_id}/"
 
 
 def done(pipeline: str, job_id: str, unit: int) -> str:
-    return f"done/{pipeline}/{job_id}/{unit:06d}"
+    return f"done/{_p(pipeline)}/{job_id}/{unit:06d}"
 
 
 def unit_of(key: str) -> tuple[str, int]:
@@ -87,22 +92,32 @@ def unit_of(key: str) -> tuple[str, int]:
 
 
 def cron(pipeline: str, input_name: str) -> str:
-    return f"cron/{pipeline}/{input_name}"
+    return f"cron/{_p(pipeline)}/{input_name}"
 
 
 def per_pipeline_prefixes(pipeline: str) -> tuple[str, ...]:
     """Every metadata prefix holding records of ``pipeline`` (deleted with it)."""
-    return tuple(f"{kind}/{pipeline}/" for kind in (
+    return tuple(f"{kind}/{_p(pipeline)}/" for kind in (
         "pipeline_versions", "jobs", "queue", "claims", "done", "attempts", "cron"))
 
 
 def plan_object(pipeline: str, job_id: str) -> str:
-    return f"pps/{pipeline}/{job_id}/plan"
+    return f"pps/{_p(pipeline)}/{job_id}/plan"
 
 
 def unit_object(pipeline: str, job_id: str, unit: int, attempt: int) -> str:
-    return f"pps/{pipeline}/{job_id}/units/{unit:06d}-{attempt}"
+    return f"pps/{_p(pipeline)}/{job_id}/units/{unit:06d}-{attempt}"
+
+
+def legacy_unit_object(pipeline: str, job_id: str, unit: int) -> str:
+    """Where a unit's results were before attempts were numbered."""
+    return f"pps/{_p(pipeline)}/{job_id}/units/{unit:06d}"
+
+
+def job_objects(pipeline: str, job_id: str) -> str:
+    """Prefix of every object of a job."""
+    return f"pps/{_p(pipeline)}/{job_id}/"
 
 
 def index_object(pipeline: str, job_id: str) -> str:
-    return f"pps/{pipeline}/{job_id}/datums"
+    return f"pps/{_p(pipeline)}/{job_id}/datums"

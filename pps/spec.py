@@ -35,6 +35,7 @@ import yaml
 
 from pfs.errors import InvalidArgument
 from pfs.glob import compile_glob
+from pfs.paths import qualify, split_repo
 from pps.errors import InvalidSpec
 
 __all__ = [
@@ -362,8 +363,9 @@ class PipelineSpec:
 
     @property
     def name(self) -> str:
-        """The pipeline's name (also its output repo's name)."""
-        return self.pipeline.name
+        """The pipeline's full name, ``NAME`` or ``PROJECT/NAME`` outside the
+        default project (also its output repo's). ``pipeline.name`` is the bare one."""
+        return qualify(self.pipeline.project, self.pipeline.name)
 
     def to_dict(self) -> dict[str, Any]:
         """Canonical JSON-able dict: Pachyderm field names, every default filled."""
@@ -449,7 +451,7 @@ def _input_to_dict(inp: Input) -> dict[str, Any]:
             "pfs": {
                 "name": p.name,
                 "project": p.project,
-                "repo": p.repo,
+                "repo": split_repo(p.repo)[1],
                 "repo_type": p.repo_type,
                 "branch": p.branch,
                 "glob": p.glob,
@@ -467,7 +469,7 @@ def _input_to_dict(inp: Input) -> dict[str, Any]:
             "cron": {
                 "name": c.name,
                 "project": c.project,
-                "repo": c.repo,
+                "repo": split_repo(c.repo)[1],
                 "spec": c.spec,
                 "overwrite": c.overwrite,
                 "start": c.start,
@@ -492,8 +494,9 @@ def _resources_to_dict(r: ResourceSpec) -> dict[str, Any]:
 # --- parsing -----------------------------------------------------------------------
 
 
-def parse_specs(text: str) -> list[PipelineSpec]:
-    """Parse every pipeline in a JSON or YAML document.
+def parse_specs(text: str, default_project: str = DEFAULT_PROJECT) -> list[PipelineSpec]:
+    """Parse every pipeline in a JSON or YAML document (``default_project``:
+    the project of a pipeline whose spec names none).
 
     Raises:
         InvalidSpec: on a syntax error or an invalid pipeline; when the text holds
@@ -505,7 +508,7 @@ def parse_specs(text: str) -> list[PipelineSpec]:
     specs: list[PipelineSpec] = []
     for i, doc in enumerate(docs):
         try:
-            specs.append(spec_from_dict(doc))
+            specs.append(spec_from_dict(doc, default_project))
         except InvalidSpec as e:
             if len(docs) == 1:
                 raise
@@ -513,9 +516,9 @@ def parse_specs(text: str) -> list[PipelineSpec]:
     return specs
 
 
-def parse_spec(text: str) -> PipelineSpec:
+def parse_spec(text: str, default_project: str = DEFAULT_PROJECT) -> PipelineSpec:
     """Parse a document holding exactly one pipeline."""
-    specs = parse_specs(text)
+    specs = parse_specs(text, default_project)
     if len(specs) != 1:
         raise InvalidSpec("", f"expected one pipeline spec, found {len(specs)}")
     return specs[0]
@@ -552,8 +555,9 @@ def _load_documents(text: str) -> list[Any]:
     return docs
 
 
-def spec_from_dict(raw: Any) -> PipelineSpec:
-    """Validate one pipeline given as a dict (decoded JSON/YAML) and fill defaults."""
+def spec_from_dict(raw: Any, default_project: str = DEFAULT_PROJECT) -> PipelineSpec:
+    """Validate one pipeline given as a dict (decoded JSON/YAML) and fill defaults;
+    ``default_project`` is the project of a pipeline whose spec names none."""
     d = _obj(raw, "", "a pipeline spec object")
     d = _check_fields(
         d,
@@ -575,7 +579,7 @@ def spec_from_dict(raw: Any) -> PipelineSpec:
     if "name" not in pd or pd["name"] in ("", None):
         raise InvalidSpec("pipeline.name", 'missing required field "pipeline.name"')
     name = _name(pd["name"], "pipeline.name")
-    project = _project(pd.get("project"), "pipeline.project", DEFAULT_PROJECT)
+    project = _project(pd.get("project"), "pipeline.project", default_project or DEFAULT_PROJECT)
     pipeline = PipelineRef(name, project)
 
     if "transform" not in d or d["transform"] is None:
@@ -589,7 +593,6 @@ def spec_from_dict(raw: Any) -> PipelineSpec:
         )
     inp = _input(d["input"], "input", pipeline)
     _check_names(inp, "input")
-    _check_projects(pipeline, inp)
 
     par = ParallelismSpec()
     if d.get("parallelism_spec") is not None:
@@ -766,12 +769,13 @@ def _pfs(raw: Any, path: str, pipeline: PipelineRef) -> PFSInput:
             f'"{path}.name" cannot be "out" (that is /pfs/out, the output directory); '
             "set another name for this input",
         )
+    project = _project(p.get("project"), f"{path}.project", pipeline.project)
     return PFSInput(
         name=input_name,
-        repo=repo,
+        repo=qualify(project, repo),
         glob=glob,
         branch=_name(p.get("branch") or "master", f"{path}.branch"),
-        project=_project(p.get("project"), f"{path}.project", pipeline.project),
+        project=project,
         repo_type=repo_type,
         join_on=_str(p.get("join_on") or "", f"{path}.join_on"),
         outer_join=_bool(p.get("outer_join", False), f"{path}.outer_join"),
@@ -794,6 +798,7 @@ def _cron(raw: Any, path: str, pipeline: PipelineRef) -> CronInput:
         )
     spec = _str(c["spec"], f"{path}.spec")
     _check_cron(spec, f"{path}.spec")
+    project = _project(c.get("project"), f"{path}.project", pipeline.project)
     start = c.get("start") or ""
     if not isinstance(start, str):
         # YAML turns an unquoted timestamp into a datetime; keep it as RFC 3339 text.
@@ -801,8 +806,9 @@ def _cron(raw: Any, path: str, pipeline: PipelineRef) -> CronInput:
     return CronInput(
         name=name,
         spec=spec,
-        repo=_name(c.get("repo") or f"{pipeline.name}_{name}", f"{path}.repo"),
-        project=_name(c.get("project") or pipeline.project, f"{path}.project"),
+        repo=qualify(project, _name(c.get("repo") or f"{pipeline.name}_{name}",
+                                    f"{path}.repo")),
+        project=project,
         overwrite=_bool(c.get("overwrite", False), f"{path}.overwrite"),
         start=start,
     )
@@ -825,18 +831,6 @@ def _check_cron(spec: str, path: str) -> None:
             path,
             f'"{path}" must be a cron schedule like "*/5 * * * *" or "@daily", got {_show(spec)}',
         )
-
-
-def _check_projects(pipeline: PipelineRef, inp: Input) -> None:
-    """Projects other than ``default`` are refused until tusk has projects:
-    silently reading ``default``'s repo of the same name would be wrong data."""
-    named = [("pipeline.project", pipeline.project)]
-    named += [("input...project", leaf.project) for leaf in inp.leaves()]
-    for path, project in named:
-        if project != DEFAULT_PROJECT:
-            raise InvalidSpec(
-                path, f'project "{project}" is not supported yet: tusk has only the '
-                f'"{DEFAULT_PROJECT}" project (drop the project fields, or use "default")')
 
 
 def _check_names(inp: Input, path: str) -> list[str]:

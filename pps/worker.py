@@ -111,8 +111,8 @@ class DatumWorker:
             "PACH_JOB_ID": job_id,
             "PACH_OUTPUT_COMMIT_ID": job_id,
             "PACH_DATUM_ID": d.id,
-            "PPS_PIPELINE_NAME": self.spec.name,
-            "PPS_PROJECT_NAME": "default",
+            "PPS_PIPELINE_NAME": self.spec.pipeline.name,
+            "PPS_PROJECT_NAME": self.spec.pipeline.project,
         }
         for inp in d.inputs:
             env[inp.name] = f"/pfs/{inp.name}{inp.path if inp.path != '/' else ''}"

@@ -424,7 +424,7 @@ def test_camel_case_fields_mean_the_same_as_snake_case() -> None:
     ({"joinOnn": "$1"}, 'unknown field "input.pfs.joinOnn" (did you mean "input.pfs.joinOn"?)'),
     ({"join_onn": "$1"}, 'unknown field "input.pfs.join_onn" (did you mean "input.pfs.join_on"?)'),
     ({"joinOn": "$1", "join_on": "$1"}, 'is set twice, as "joinOn" and "join_on"'),
-    ({"project": "staging"}, 'project "staging" is not supported yet'),
+    ({"project": "bad.name"}, 'input.pfs.project": name (bad.name) invalid'),
 ])
 def test_field_errors_use_the_users_spelling(pfs_fields: dict[str, Any], words: str) -> None:
     raw = {"pipeline": {"name": "p"}, "transform": {"cmd": ["x"]},
@@ -432,6 +432,24 @@ def test_field_errors_use_the_users_spelling(pfs_fields: dict[str, Any], words: 
     with pytest.raises(InvalidSpec) as info:
         spec_from_dict(raw)
     assert words in str(info.value)
+
+
+def test_projects_qualify_repo_and_pipeline_names() -> None:
+    s = spec_from_dict({"pipeline": {"name": "edges", "project": {"name": "prod"}},
+                        "transform": {"cmd": ["x"]},
+                        "input": {"cross": [
+                            {"pfs": {"repo": "images", "project": "staging", "glob": "/*"}},
+                            {"pfs": {"repo": "labels", "glob": "/"}},
+                            {"cron": {"name": "tick", "spec": "@every 1m"}}]}})
+    assert s.name == "prod/edges" and s.pipeline.name == "edges"
+    images, labels, tick = list(s.input.leaves())
+    assert (images.repo, images.name) == ("staging/images", "images")
+    assert labels.repo == "prod/labels"  # an input's project defaults to the pipeline's
+    assert tick.repo == "prod/edges_tick"
+    d = s.to_dict()  # the canonical form keeps names and projects apart
+    assert d["input"]["cross"][0]["pfs"]["repo"] == "images"
+    assert d["input"]["cross"][0]["pfs"]["project"] == "staging"
+    assert spec_from_dict(d).to_json() == s.to_json()
 
 
 def test_kubernetes_only_fields_are_recorded_with_one_warning_each() -> None:

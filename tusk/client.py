@@ -299,9 +299,34 @@ class Client(PPSMixin):  # pipelines, jobs, datums, logs: tusk/pps_client.py
                                          pfs_pb2.InspectRepoRequest(repo=pfs_pb2.Repo(name=name)))
         return r
 
-    def list_repo(self, type: str | None = "user") -> Stream[pfs_pb2.RepoInfo]:
-        """Repos of one type ("user", "spec", "meta"); ``None`` lists every type."""
-        return self._stream("ListRepo", pfs_pb2.ListRepoRequest(type=type or ""))
+    def list_repo(self, type: str | None = "user", project: str = "",
+                  all_projects: bool = False) -> Stream[pfs_pb2.RepoInfo]:
+        """Repos of one type ("user", "spec", "meta"; ``None``: every type) in
+        ``project`` ("" = default) or in every project."""
+        return self._stream("ListRepo", pfs_pb2.ListRepoRequest(
+            type=type or "", project=project, all_projects=all_projects))
+
+    # projects (a repo or pipeline of a project other than "default" is
+    # named PROJECT/NAME wherever a repo or pipeline is named)
+
+    def create_project(self, name: str, description: str = "", update: bool = False
+                       ) -> pfs_pb2.ProjectInfo:
+        r: pfs_pb2.ProjectInfo = self._call("CreateProject", pfs_pb2.CreateProjectRequest(
+            project=pfs_pb2.Project(name=name), description=description, update=update))
+        return r
+
+    def inspect_project(self, name: str) -> pfs_pb2.ProjectInfo:
+        r: pfs_pb2.ProjectInfo = self._call("InspectProject", pfs_pb2.Project(name=name))
+        return r
+
+    def list_project(self) -> Stream[pfs_pb2.ProjectInfo]:
+        return self._stream("ListProject", pfs_pb2.ListProjectRequest())
+
+    def delete_project(self, name: str, force: bool = False) -> None:
+        """Delete a project; one with repos only with ``force`` (which deletes
+        its repos and pipelines)."""
+        self._call("DeleteProject", pfs_pb2.DeleteProjectRequest(
+            project=pfs_pb2.Project(name=name), force=force))
 
     def delete_repo(self, name: str, force: bool = False) -> None:
         self._call("DeleteRepo", pfs_pb2.DeleteRepoRequest(repo=pfs_pb2.Repo(name=name),

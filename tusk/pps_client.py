@@ -96,13 +96,15 @@ class PPSMixin:
     # pipelines
 
     def create_pipeline(self, spec: SpecLike, update: bool = False, reprocess: bool = False,
-                        dry_run: bool = False) -> pps_pb2.PipelineInfo:
+                        dry_run: bool = False, project: str = "") -> pps_pb2.PipelineInfo:
         """Create a pipeline (``update=True``: replace an existing one's spec; with
         ``reprocess=True`` every datum is processed again). ``dry_run=True``
         checks the spec (and its input repos) and creates nothing. The answer's
-        ``warnings`` list fields that are recorded but not used."""
+        ``warnings`` list fields that are recorded but not used. ``project``: of
+        a spec that names none ("" = default)."""
         r: pps_pb2.PipelineInfo = self._pps_call("CreatePipeline", pps_pb2.CreatePipelineRequest(
-            spec_json=_spec_text(spec), update=update, reprocess=reprocess, dry_run=dry_run))
+            spec_json=_spec_text(spec), update=update, reprocess=reprocess, dry_run=dry_run,
+            default_project=project))
         return r
 
     def update_pipeline(self, spec: SpecLike, reprocess: bool = False) -> pps_pb2.PipelineInfo:
@@ -114,11 +116,13 @@ class PPSMixin:
             "InspectPipeline", pps_pb2.InspectPipelineRequest(pipeline=_pipeline(name)))
         return r
 
-    def list_pipeline(self, pipeline: str = "", history: int = 0
-                      ) -> Stream[pps_pb2.PipelineInfo]:
-        """Every pipeline (or only ``pipeline``), newest first; ``history``:
-        also up to that many earlier versions of each (-1: all of them)."""
-        req = pps_pb2.ListPipelineRequest(history=history)
+    def list_pipeline(self, pipeline: str = "", history: int = 0, project: str = "",
+                      all_projects: bool = False) -> Stream[pps_pb2.PipelineInfo]:
+        """The pipelines of ``project`` ("" = default; or of every project), or
+        only ``pipeline``, newest first; ``history``: also up to that many
+        earlier versions of each (-1: all of them)."""
+        req = pps_pb2.ListPipelineRequest(history=history, project=project,
+                                          all_projects=all_projects)
         if pipeline:
             req.pipeline.CopyFrom(_pipeline(pipeline))
         return self._pps_stream("ListPipeline", req)

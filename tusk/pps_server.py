@@ -169,7 +169,7 @@ def _cancel_event(ctx: grpc.ServicerContext) -> threading.Event:
 def _txn_pipeline(_: object, txn: TxnRecord, req: pps_pb2.CreatePipelineRequest
                   ) -> pps_pb2.PipelineInfo:
     """A CreatePipeline queued in a transaction: the spec is checked now."""
-    spec = parse_spec(req.spec_json)
+    spec = parse_spec(req.spec_json, req.default_project or "default")
     info = pps_pb2.PipelineInfo(pipeline=pps_pb2.Pipeline(name=spec.name))
     info.warnings.extend(spec.warnings())
     return info
@@ -193,7 +193,7 @@ class PPSServicer:
     @_unary
     def CreatePipeline(self, req: pps_pb2.CreatePipelineRequest, ctx: grpc.ServicerContext
                        ) -> pps_pb2.PipelineInfo:
-        spec = parse_spec(req.spec_json)
+        spec = parse_spec(req.spec_json, req.default_project or "default")
         if req.dry_run:
             msg = pipeline_info_msg(self.pps.check_pipeline(spec, update=req.update))
         else:
@@ -211,10 +211,11 @@ class PPSServicer:
     def ListPipeline(self, req: pps_pb2.ListPipelineRequest, ctx: grpc.ServicerContext
                      ) -> Iterator[pps_pb2.PipelineInfo]:
         name = _name(req.pipeline) if req.HasField("pipeline") else ""
+        project = None if req.all_projects else (req.project or "default")
         if not req.history and not name:
-            items = self.pps.list_pipeline()
+            items = self.pps.list_pipeline(project=project)
         else:
-            names = [name] if name else [p.name for p in self.pps.list_pipeline()]
+            names = [name] if name else [p.name for p in self.pps.list_pipeline(project=project)]
             items = [pi for n in names for pi in self.pps.pipeline_history(n, req.history)]
         for pi in items:
             yield pipeline_info_msg(pi)

@@ -150,9 +150,14 @@ def _commit(ref: model.CommitRef) -> pfs_pb2.Commit:
     return pfs_pb2.Commit(repo=ref.repo, id=ref.id, branch=ref.branch)
 
 
+def project_info_msg(pi: model.ProjectInfo) -> pfs_pb2.ProjectInfo:
+    return pfs_pb2.ProjectInfo(project=pfs_pb2.Project(name=pi.name),
+                               description=pi.description, created=_ts(pi.created))
+
+
 def repo_info_msg(ri: model.RepoInfo) -> pfs_pb2.RepoInfo:
     return pfs_pb2.RepoInfo(
-        repo=pfs_pb2.Repo(name=ri.name, type=ri.type),
+        repo=pfs_pb2.Repo(name=ri.name, type=ri.type, project=ri.project),
         created=_ts(ri.created),
         size_bytes_upper_bound=ri.size_bytes,
         description=ri.description,
@@ -330,6 +335,31 @@ class PFSServicer:
                            _need(req.branch.name, "branch name"), parent, req.description))
         self.pfs.start_commits(starts, set_id=set_id)
 
+    # projects
+
+    @_unary
+    def CreateProject(self, req: pfs_pb2.CreateProjectRequest, ctx: grpc.ServicerContext
+                      ) -> pfs_pb2.ProjectInfo:
+        return project_info_msg(self.pfs.create_project(
+            _need(req.project.name, "project name"), req.description, update=req.update))
+
+    @_unary
+    def InspectProject(self, req: pfs_pb2.Project, ctx: grpc.ServicerContext
+                       ) -> pfs_pb2.ProjectInfo:
+        return project_info_msg(self.pfs.inspect_project(_need(req.name, "project name")))
+
+    @_stream
+    def ListProject(self, req: pfs_pb2.ListProjectRequest, ctx: grpc.ServicerContext
+                    ) -> Iterator[pfs_pb2.ProjectInfo]:
+        for pi in self.pfs.list_project():
+            yield project_info_msg(pi)
+
+    @_unary
+    def DeleteProject(self, req: pfs_pb2.DeleteProjectRequest, ctx: grpc.ServicerContext
+                      ) -> empty_pb2.Empty:
+        self.pfs.delete_project(_need(req.project.name, "project name"), force=req.force)
+        return empty_pb2.Empty()
+
     # transactions
 
     @_unary
@@ -381,7 +411,8 @@ class PFSServicer:
     @_stream
     def ListRepo(self, req: pfs_pb2.ListRepoRequest, ctx: grpc.ServicerContext
                  ) -> Iterator[pfs_pb2.RepoInfo]:
-        for ri in self.pfs.list_repo(type=req.type or None):
+        project = None if req.all_projects else (req.project or "default")
+        for ri in self.pfs.list_repo(type=req.type or None, project=project):
             yield repo_info_msg(ri)
 
     @transactional(_txn_empty)

@@ -56,7 +56,8 @@ def worker_loop(ctl: Controller, index: int) -> None:
     plans = _PlanCache(ctl)
     # Stable per worker slot: after a crash the runner finds (and removes) the
     # dead instance's container by this work dir.
-    scratch = os.path.join(env.scratch_dir, f"{ctl.name}-v{ctl.version}-w{index}")
+    scratch = os.path.join(env.scratch_dir,
+                           f"{ctl.name.replace('/', '.')}-v{ctl.version}-w{index}")
     try:
         while not ctl.stopped:
             try:

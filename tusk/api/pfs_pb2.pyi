@@ -46,12 +46,52 @@ FILE: FileType
 DIR: FileType
 
 class Repo(_message.Message):
-    __slots__ = ("name", "type")
+    __slots__ = ("name", "type", "project")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: str
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ...) -> None: ...
+    project: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., project: _Optional[str] = ...) -> None: ...
+
+class Project(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ProjectInfo(_message.Message):
+    __slots__ = ("project", "description", "created")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    project: Project
+    description: str
+    created: _timestamp_pb2.Timestamp
+    def __init__(self, project: _Optional[_Union[Project, _Mapping]] = ..., description: _Optional[str] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateProjectRequest(_message.Message):
+    __slots__ = ("project", "description", "update")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_FIELD_NUMBER: _ClassVar[int]
+    project: Project
+    description: str
+    update: bool
+    def __init__(self, project: _Optional[_Union[Project, _Mapping]] = ..., description: _Optional[str] = ..., update: _Optional[bool] = ...) -> None: ...
+
+class DeleteProjectRequest(_message.Message):
+    __slots__ = ("project", "force")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    project: Project
+    force: bool
+    def __init__(self, project: _Optional[_Union[Project, _Mapping]] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class ListProjectRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class Branch(_message.Message):
     __slots__ = ("repo", "name")
@@ -211,10 +251,14 @@ class InspectRepoRequest(_message.Message):
     def __init__(self, repo: _Optional[_Union[Repo, _Mapping]] = ...) -> None: ...
 
 class ListRepoRequest(_message.Message):
-    __slots__ = ("type",)
+    __slots__ = ("type", "project", "all_projects")
     TYPE_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    ALL_PROJECTS_FIELD_NUMBER: _ClassVar[int]
     type: str
-    def __init__(self, type: _Optional[str] = ...) -> None: ...
+    project: str
+    all_projects: bool
+    def __init__(self, type: _Optional[str] = ..., project: _Optional[str] = ..., all_projects: _Optional[bool] = ...) -> None: ...
 
 class DeleteRepoRequest(_message.Message):
     __slots__ = ("repo", "force")

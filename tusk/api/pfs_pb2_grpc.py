@@ -38,6 +38,26 @@ class APIStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.CreateProject = channel.unary_unary(
+                '/tusk.pfs.API/CreateProject',
+                request_serializer=pfs__pb2.CreateProjectRequest.SerializeToString,
+                response_deserializer=pfs__pb2.ProjectInfo.FromString,
+                _registered_method=True)
+        self.InspectProject = channel.unary_unary(
+                '/tusk.pfs.API/InspectProject',
+                request_serializer=pfs__pb2.Project.SerializeToString,
+                response_deserializer=pfs__pb2.ProjectInfo.FromString,
+                _registered_method=True)
+        self.ListProject = channel.unary_stream(
+                '/tusk.pfs.API/ListProject',
+                request_serializer=pfs__pb2.ListProjectRequest.SerializeToString,
+                response_deserializer=pfs__pb2.ProjectInfo.FromString,
+                _registered_method=True)
+        self.DeleteProject = channel.unary_unary(
+                '/tusk.pfs.API/DeleteProject',
+                request_serializer=pfs__pb2.DeleteProjectRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
         self.CreateRepo = channel.unary_unary(
                 '/tusk.pfs.API/CreateRepo',
                 request_serializer=pfs__pb2.CreateRepoRequest.SerializeToString,
@@ -230,9 +250,33 @@ class APIServicer:
 
     """
 
-    def CreateRepo(self, request, context):
+    def CreateProject(self, request, context):
         """Repos
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InspectProject(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProject(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteProject(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateRepo(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -462,6 +506,26 @@ class APIServicer:
 
 def add_APIServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'CreateProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateProject,
+                    request_deserializer=pfs__pb2.CreateProjectRequest.FromString,
+                    response_serializer=pfs__pb2.ProjectInfo.SerializeToString,
+            ),
+            'InspectProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.InspectProject,
+                    request_deserializer=pfs__pb2.Project.FromString,
+                    response_serializer=pfs__pb2.ProjectInfo.SerializeToString,
+            ),
+            'ListProject': grpc.unary_stream_rpc_method_handler(
+                    servicer.ListProject,
+                    request_deserializer=pfs__pb2.ListProjectRequest.FromString,
+                    response_serializer=pfs__pb2.ProjectInfo.SerializeToString,
+            ),
+            'DeleteProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteProject,
+                    request_deserializer=pfs__pb2.DeleteProjectRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
             'CreateRepo': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateRepo,
                     request_deserializer=pfs__pb2.CreateRepoRequest.FromString,
@@ -659,6 +723,114 @@ class API:
     """---------------------------------------------------------------------------
 
     """
+
+    @staticmethod
+    def CreateProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tusk.pfs.API/CreateProject',
+            pfs__pb2.CreateProjectRequest.SerializeToString,
+            pfs__pb2.ProjectInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InspectProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tusk.pfs.API/InspectProject',
+            pfs__pb2.Project.SerializeToString,
+            pfs__pb2.ProjectInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tusk.pfs.API/ListProject',
+            pfs__pb2.ListProjectRequest.SerializeToString,
+            pfs__pb2.ProjectInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tusk.pfs.API/DeleteProject',
+            pfs__pb2.DeleteProjectRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def CreateRepo(request,

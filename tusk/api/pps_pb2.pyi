@@ -227,16 +227,18 @@ class LogMessage(_message.Message):
     def __init__(self, pipeline_name: _Optional[str] = ..., job_id: _Optional[str] = ..., datum_id: _Optional[str] = ..., ts: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stream: _Optional[str] = ..., message: _Optional[str] = ..., worker: _Optional[str] = ..., master: _Optional[bool] = ...) -> None: ...
 
 class CreatePipelineRequest(_message.Message):
-    __slots__ = ("spec_json", "update", "reprocess", "dry_run")
+    __slots__ = ("spec_json", "update", "reprocess", "dry_run", "default_project")
     SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
     UPDATE_FIELD_NUMBER: _ClassVar[int]
     REPROCESS_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_PROJECT_FIELD_NUMBER: _ClassVar[int]
     spec_json: str
     update: bool
     reprocess: bool
     dry_run: bool
-    def __init__(self, spec_json: _Optional[str] = ..., update: _Optional[bool] = ..., reprocess: _Optional[bool] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+    default_project: str
+    def __init__(self, spec_json: _Optional[str] = ..., update: _Optional[bool] = ..., reprocess: _Optional[bool] = ..., dry_run: _Optional[bool] = ..., default_project: _Optional[str] = ...) -> None: ...
 
 class InspectPipelineRequest(_message.Message):
     __slots__ = ("pipeline",)
@@ -245,12 +247,16 @@ class InspectPipelineRequest(_message.Message):
     def __init__(self, pipeline: _Optional[_Union[Pipeline, _Mapping]] = ...) -> None: ...
 
 class ListPipelineRequest(_message.Message):
-    __slots__ = ("pipeline", "history")
+    __slots__ = ("pipeline", "history", "project", "all_projects")
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    ALL_PROJECTS_FIELD_NUMBER: _ClassVar[int]
     pipeline: Pipeline
     history: int
-    def __init__(self, pipeline: _Optional[_Union[Pipeline, _Mapping]] = ..., history: _Optional[int] = ...) -> None: ...
+    project: str
+    all_projects: bool
+    def __init__(self, pipeline: _Optional[_Union[Pipeline, _Mapping]] = ..., history: _Optional[int] = ..., project: _Optional[str] = ..., all_projects: _Optional[bool] = ...) -> None: ...
 
 class DeletePipelineRequest(_message.Message):
     __slots__ = ("pipeline", "force", "keep_repo")
