@@ -70,8 +70,26 @@ def test_branch_refs_take_plain_names_only() -> None:
 
 def test_repo_names() -> None:
     assert refs.check_repo_name("images-2_x") == "images-2_x"
-    with pytest.raises(RefError, match="alphanumeric"):
-        refs.check_repo_name("bad/name")
+    for bad in ("bad.name", "a/b/c", "/name", "proj/"):
+        with pytest.raises(RefError, match="alphanumeric"):
+            refs.check_repo_name(bad)
+
+
+def test_names_take_the_current_project() -> None:
+    try:
+        assert refs.check_repo_name("lab/images") == "lab/images"
+        assert refs.check_repo_name("default/images") == "images"
+        refs.set_project("lab")
+        assert refs.check_repo_name("images") == "lab/images"
+        assert refs.parse_commit("images@master") == ("lab/images", "master")
+        assert refs.parse_commit("other/images@master") == ("other/images", "master")
+        assert refs.parse_file("images@master:/a").repo == "lab/images"
+        assert refs.pipeline_name("edges") == "lab/edges"
+        with pytest.raises(RefError, match="project"):
+            refs.set_project("bad.project")
+    finally:
+        refs.set_project(None)
+    assert refs.check_repo_name("images") == "images"
 
 
 # --- files ---------------------------------------------------------------------

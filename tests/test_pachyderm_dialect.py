@@ -405,3 +405,27 @@ def test_transaction_runs_queued_changes_together_one_job(tusk: Tusk, tmp_path: 
     tusk.ok("delete", "transaction")
     assert _table(tusk.ok("list", "transaction")) == []
     assert "not found" in tusk.fails("finish", "transaction", txn2)
+
+
+def test_create_pipeline_from_a_url(tusk: Tusk, tmp_path: Path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    src, name = _n("urlin"), _n("fromurl")
+    tusk.ok("create", "repo", src)
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "p.json").write_text(json.dumps(
+        {"pipeline": {"name": name}, "input": {"pfs": {"repo": src, "glob": "/*"}},
+         "transform": {"image": IMAGE, "cmd": ["true"]}}))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        tusk.ok("create", "pipeline", "-f", f"{base}/p.json")
+        assert "HTTP 404" in tusk.fails("create", "pipeline", "-f", f"{base}/missing.json")
+    finally:
+        server.shutdown()
+    assert name in tusk.ok("inspect", "pipeline", name)
