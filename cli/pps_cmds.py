@@ -697,6 +697,15 @@ def run_stop_job(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def run_restart_datum(ctx: Context, args: argparse.Namespace) -> int:
+    data = [x for x in args.datum.split(",") if x]
+    if not data:
+        raise UsageError("name the datum: its ID, or its input files' paths separated by commas")
+    info = ctx.client().restart_datum(*parse_job(args.job), data)
+    print(f"datum {info.datum.id} restarted", file=sys.stderr)
+    return 0
+
+
 def run_delete_job(ctx: Context, args: argparse.Namespace) -> int:
     ctx.client().delete_job(*parse_job(args.job))
     return 0
@@ -925,6 +934,12 @@ def register(verbs: dict[str, Any], sub: Any) -> None:
 
     p = noun_parser(stop, "job", run_stop_job, "kill a running job")
     p.add_argument("job", metavar="PIPELINE@JOB")
+
+    restart = _verb(sub, verbs, "restart", "restart a running datum")
+    p = noun_parser(restart, "datum", run_restart_datum,
+                    "kill a running datum's user code and run it again (no try is used)")
+    p.add_argument("job", metavar="PIPELINE@JOB")
+    p.add_argument("datum", metavar="DATUM-ID|PATH1,PATH2,...")
 
     p = noun_parser(verbs["delete"], "job", run_delete_job,
                     "stop a job if it runs and forget it (its output commit stays)")

@@ -36,7 +36,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 from pfs.api import PFS, CommitRec
@@ -149,6 +149,8 @@ class PPS:
                     return
                 if ev.key.startswith(keys.ALL_PIPELINES) and self.role == "worker":
                     self._resync()
+                elif ev.type == "PUT" and (target := keys.parse_restart(ev.key)) is not None:
+                    self._restart_here(*target)
                 self._notify()
         except TuskError as e:
             if not self._closed:
@@ -601,6 +603,50 @@ class PPS:
             except TuskError:
                 pass
         self._notify()
+
+    def restart_datum(self, pipeline: str, job: str, data: Sequence[str]) -> DatumInfo:
+        """Kill a running datum's user code and run it again (``restart datum``;
+        the killed attempt does not count against ``datum_tries``).
+
+        ``data`` names the datum: its ID (or a unique prefix), or the paths of
+        its input files (all of them, in any order). The request reaches the
+        worker running the datum in whichever process through the metadata
+        store's watch.
+
+        Raises:
+            FailedPrecondition: the job is not running.
+            DatumNotFound: no datum of the job matches.
+        """
+        j = self._resolve_job(pipeline, job)
+        if j.state != JobState.RUNNING.value:
+            raise FailedPrecondition(
+                f"job {pipeline}@{j.id} is {j.state.lower()}, not running: restart datum "
+                "restarts datums of a running job (rerun a finished one with "
+                f"`tusk rerun pipeline {pipeline}`)")
+        plan = self.jobs.plan(pipeline, j.id, skipped=False)
+        wanted = sorted(data)
+        match = None
+        for d in plan.process if plan is not None else ():
+            if (len(wanted) == 1 and d.id.startswith(wanted[0])) or sorted(
+                    f.path for f in d.files()) == wanted:
+                match = d
+                break
+        if match is None:
+            raise DatumNotFound(pipeline, j.id, ",".join(data))
+        key = keys.restart(pipeline, j.id, match.id)
+        self.meta.put(key, b"")
+        self.meta.delete(key)
+        for info in self.list_datum(pipeline, j.id):
+            if info.id == match.id:
+                return info
+        raise DatumNotFound(pipeline, j.id, match.id)
+
+    def _restart_here(self, pipeline: str, job: str, datum: str) -> None:
+        with self._lock:
+            ctrl = self._controllers.get(pipeline)
+        for worker in list(ctrl.datum_workers.values()) if ctrl is not None else []:
+            if worker.interrupt(job, datum):
+                log.info("pipeline %s job %s: datum %s restarted", pipeline, job, datum[:12])
 
     def stop_job(self, pipeline: str, job: str) -> None:
         j = self._resolve_job(pipeline, job)

@@ -91,6 +91,20 @@ def unit_of(key: str) -> tuple[str, int]:
     return job_id, int(n)
 
 
+def restart(pipeline: str, job_id: str, datum_id: str) -> str:
+    """Written and removed at once: its watch event asks the worker running
+    the datum to restart it (``restart datum``)."""
+    return f"restart/{_p(pipeline)}/{job_id}/{datum_id}"
+
+
+def parse_restart(key: str) -> tuple[str, str, str] | None:
+    """``(pipeline, job, datum)`` of a :func:`restart` key, None for another key."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] != "restart":
+        return None
+    return parts[1].replace(".", "/"), parts[2], parts[3]
+
+
 def cron(pipeline: str, input_name: str) -> str:
     return f"cron/{_p(pipeline)}/{input_name}"
 

@@ -64,6 +64,9 @@ class DatumWorker:
         self.in_dir = os.path.join(scratch, "in")
         self.out_dir = os.path.join(scratch, "out")
         self._step = _STAGE
+        #: (job, datum) running now, for ``restart datum``; None between datums.
+        self.current: tuple[str, str] | None = None
+        self._restart = False
 
     # -- staging ---------------------------------------------------------------
 
@@ -137,22 +140,44 @@ class DatumWorker:
         res = DatumResult(id=d.id, hash=d.hash, state="failed", started=time.time())
         tries = max(1, self.spec.datum_tries)
         t0 = time.monotonic()
-        for attempt in range(1, tries + 1):
-            res.attempts = attempt
-            try:
-                if self._attempt(job_id, d, res, attempt, tries):
-                    break
-            except Exception as e:  # a bug or an I/O error of ours: still the datum's end
-                res.outputs = []
-                res.reason = f"{self._step} failed: {type(e).__name__}: {e}"
-                res.logs.append((time.time(), "system",
-                                 f"attempt {attempt}/{tries}: {res.reason}"))
+        attempt = 0
+        self.current = (job_id, d.id)
+        try:
+            while attempt < tries:
+                attempt += 1
+                res.attempts = attempt
+                try:
+                    if self._attempt(job_id, d, res, attempt, tries):
+                        break
+                except Exception as e:  # a bug or an I/O error of ours: still the datum's end
+                    res.outputs = []
+                    res.reason = f"{self._step} failed: {type(e).__name__}: {e}"
+                    res.logs.append((time.time(), "system",
+                                     f"attempt {attempt}/{tries}: {res.reason}"))
+                if self._restart:
+                    # `restart datum`: this attempt was killed on purpose; it
+                    # does not count against datum_tries.
+                    self._restart = False
+                    attempt -= 1
+                    res.logs.append((time.time(), "system",
+                                     "datum restarted by the user (restart datum)"))
+        finally:
+            self.current = None
         res.duration = time.monotonic() - t0
         try:
             self._reset_dirs()
         except OSError as e:
             res.logs.append((time.time(), "system", f"could not clean the scratch: {e}"))
         return res
+
+    def interrupt(self, job_id: str, datum_id: str) -> bool:
+        """Kill datum ``datum_id`` of ``job_id`` if it runs here now, and run it
+        again (``restart datum``). Returns whether it was running here."""
+        if self.current != (job_id, datum_id):
+            return False
+        self._restart = True
+        self.session.interrupt()
+        return True
 
     def _attempt(self, job_id: str, d: PlannedDatum, res: DatumResult, attempt: int,
                  tries: int) -> bool:

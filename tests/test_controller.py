@@ -448,3 +448,32 @@ def test_link_to_a_host_file_never_reads_it(make: Callable[..., Stack], tmp_path
     s, j = _run_one(make, lambda d: Act(links={"leak": str(secret)}))
     assert j.state == JobState.FAILURE
     assert all(b"host secret" not in v for v in s.files("p").values())
+
+
+def test_restart_datum_kills_and_reruns_without_using_a_try(make: Callable[..., Stack]) -> None:
+    never = threading.Event()  # the first run hangs until killed
+    calls: list[str] = []
+
+    def behaviour(d: DatumRun) -> Act:
+        calls.append(d.env["data"])
+        if len(calls) == 1:
+            return Act(block=never)
+        return Act(files={"out": b"second run"})
+
+    s = make(behaviour)
+    s.pfs.create_repo("data")
+    s.put("data", {"/a": b"a"})
+    s.pipeline("p", datum_tries=1)
+    wait_for(lambda: bool(calls))
+    job = s.pps.list_job("p")[0].id
+    with pytest.raises(Exception, match="not found"):
+        s.pps.restart_datum("p", job, ["/nope"])
+    info = s.pps.restart_datum("p", job, ["/a"])
+    assert [f.path for f in info.files] == ["/a"]
+    j = s.last_job("p")
+    assert j.state == JobState.SUCCESS, j.reason
+    assert s.files("p") == {"/out": b"second run"}
+    [d] = list(s.pps.list_datum("p", job))
+    assert d.attempts == 1  # the killed attempt did not count
+    with pytest.raises(Exception, match="not running"):
+        s.pps.restart_datum("p", job, ["/a"])

@@ -429,3 +429,40 @@ def test_create_pipeline_from_a_url(tusk: Tusk, tmp_path: Path) -> None:
     finally:
         server.shutdown()
     assert name in tusk.ok("inspect", "pipeline", name)
+
+
+def test_restart_datum_reruns_a_hung_datum(tusk: Tusk, tmp_path: Path) -> None:
+    src, name = _n("hungin"), _n("hung")
+    tusk.ok("create", "repo", src)
+    put_files(tusk, src, {"a": b"1"}, tmp_path)
+    # /tmp outlives a datum in the worker's container: the second run is quick.
+    spec = {"pipeline": {"name": name}, "input": {"pfs": {"repo": src, "glob": "/*"}},
+            "datumTries": 1,
+            "transform": {"image": IMAGE, "cmd": ["sh", "-c",
+                          "if [ -e /tmp/ran-once ]; then echo done > /pfs/out/a; "
+                          "else touch /tmp/ran-once; sleep 600; fi"]}}
+    tusk.ok("create", "pipeline", "-f", _spec_file(tmp_path, spec))
+    import time as _time
+
+    job = json.loads(tusk.ok("list", "job", "-p", name, "--raw").splitlines()[0])["job"]["id"]
+    for _ in range(200):
+        state = json.loads(tusk.ok("inspect", "job", f"{name}@{job}", "--raw"))["state"]
+        if state == "JOB_RUNNING":
+            break
+        _time.sleep(0.05)
+    assert "not found" in tusk.fails("restart", "datum", f"{name}@{job}", "/a,/b")
+    # The job runs before its datum's container does: ask until the hung run
+    # is killed and the second one has finished the job.
+    restarted = False
+    for _ in range(100):
+        r = tusk.run("restart", "datum", f"{name}@{job}", "/a")
+        if r.code != 0:
+            assert "not running" in r.err, r.err
+            break
+        restarted = True
+        _time.sleep(0.2)
+    assert restarted
+    done = block(tusk.ok("wait", "job", f"{name}@{job}"))
+    assert done["State"] == "success", done
+    assert tusk.ok("get", "file", f"{name}@master:/a") == "done\n"
+    assert "not running" in tusk.fails("restart", "datum", f"{name}@{job}", "/a")

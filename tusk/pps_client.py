@@ -176,6 +176,13 @@ class PPSMixin:
         output commit stays."""
         self._pps_call("DeleteJob", pps_pb2.DeleteJobRequest(job=_job(pipeline, job)))
 
+    def restart_datum(self, pipeline: str, job: str, data: list[str]) -> pps_pb2.DatumInfo:
+        """Kill a running datum's user code and run it again; ``data`` is its ID
+        (or a prefix) or the paths of its input files."""
+        r: pps_pb2.DatumInfo = self._pps_call("RestartDatum", pps_pb2.RestartDatumRequest(
+            job=_job(pipeline, job), data_filters=data))
+        return r
+
     def list_job_set(self, number: int = 0) -> Stream[pps_pb2.JobSetInfo]:
         """Job sets (the jobs of one commit set across pipelines), newest first."""
         return self._pps_stream("ListJobSet", pps_pb2.ListJobSetRequest(number=number))

@@ -282,6 +282,14 @@ class PPSServicer:
         self.pps.delete_job(*_job_ref(req.job))
         return empty_pb2.Empty()
 
+    @_unary
+    def RestartDatum(self, req: pps_pb2.RestartDatumRequest, ctx: grpc.ServicerContext
+                     ) -> pps_pb2.DatumInfo:
+        if not req.data_filters:
+            raise errors.InvalidArgument("name the datum: its ID, or its input files' paths")
+        pipeline, ref = _job_ref(req.job)
+        return datum_info_msg(self.pps.restart_datum(pipeline, ref, list(req.data_filters)))
+
     @_stream
     def ListJobSet(self, req: pps_pb2.ListJobSetRequest, ctx: grpc.ServicerContext
                    ) -> Iterator[pps_pb2.JobSetInfo]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pfs.api import PFS
 from pps.controller.queue import WorkQueue
@@ -73,6 +74,8 @@ class Controller:
         self.queue = WorkQueue(env.pfs.meta, name)
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
+        #: The datum workers of this process, by worker slot (restart datum).
+        self.datum_workers: dict[int, Any] = {}
         self.workers = workers if workers is not None else max(
             1, spec.parallelism_spec.constant or 1)
 

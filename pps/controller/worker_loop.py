@@ -78,6 +78,7 @@ def worker_loop(ctl: Controller, index: int) -> None:
                                          lambda repo, commit: _tree(ctl, repo, commit),
                                          lambda refs: _chunks(ctl, refs),
                                          env.pfs.blobs.writer)
+                    ctl.datum_workers[index] = worker
                 run_unit(ctl, worker, claim, plans)
             except Exception as e:
                 log.exception("pipeline %s worker %d: unit %d of job %s failed", ctl.name,
@@ -88,6 +89,7 @@ def worker_loop(ctl: Controller, index: int) -> None:
                     pass  # the claim's lease ends, and the master re-queues it
                 ctl.wait(0.2)
     finally:
+        ctl.datum_workers.pop(index, None)
         if session is not None:
             session.close()
         shutil.rmtree(scratch, ignore_errors=True)

@@ -187,6 +187,12 @@ class Session(Protocol):
         """Release everything the session holds (its container). Idempotent."""
         ...
 
+    def interrupt(self) -> None:
+        """Kill the user code of the datum running now, from another thread
+        (``restart datum``): its :meth:`run` returns soon, with the user code
+        killed. Does nothing between datums."""
+        ...
+
 
 class Runner(Protocol):
     """A way of running user code; stateless apart from its connection."""

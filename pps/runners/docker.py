@@ -251,6 +251,17 @@ class DockerSession:
             return dataclasses.replace(result, exit_code=None, error=unstage_error)
         return result
 
+    def interrupt(self) -> None:
+        """Kill the running datum's processes (the agent stays); or, when they
+        cannot be reached, the container (a new one runs the next datum)."""
+        if self._container is None:
+            return
+        if not self._kill_datum_processes():
+            try:
+                self._container.kill()
+            except (docker.errors.DockerException, requests.exceptions.RequestException):
+                pass
+
     def close(self) -> None:
         """Remove the container and the session's files. Idempotent."""
         if self._closed:

@@ -117,6 +117,8 @@ class FakeSession:
         self.runner = runner
         self.warnings: tuple[str, ...] = ()
         self.closed = False
+        self._interrupted = threading.Event()
+        self._running = threading.Event()
 
     def run(self, datum: DatumRun) -> RunResult:
         datum.validate()
@@ -126,8 +128,20 @@ class FakeSession:
             return RunResult(None, b"", b"", 0.0, error=problem)
         self.runner.record(datum)
         act = self.runner.behaviour(datum)
-        if act.block is not None:
-            act.block.wait(datum.timeout)
+        self._interrupted.clear()
+        self._running.set()
+        try:
+            if act.block is not None:
+                deadline = None if datum.timeout is None else time.monotonic() + datum.timeout
+                while not act.block.is_set() and not self._interrupted.is_set():
+                    if deadline is not None and time.monotonic() > deadline:
+                        break
+                    act.block.wait(0.01)
+        finally:
+            self._running.clear()
+        if self._interrupted.is_set():
+            return RunResult(None, b"", b"", time.monotonic() - started,
+                             error="user code was killed by signal 9")
         if act.crash is not None:
             raise act.crash
         if act.delay:
@@ -152,6 +166,10 @@ class FakeSession:
         for path in act.fifos:
             os.mkfifo(os.path.join(datum.out_dir, path.lstrip("/")))
         return RunResult(act.exit_code, act.stdout, act.stderr, time.monotonic() - started)
+
+    def interrupt(self) -> None:
+        if self._running.is_set():
+            self._interrupted.set()
 
     def close(self) -> None:
         self.closed = True

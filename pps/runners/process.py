@@ -147,6 +147,7 @@ class ProcessSession:
             warnings.append("process runner: resource limits (memory, cpu) are not enforced")
         self.warnings: tuple[str, ...] = tuple(warnings)
         self._closed = False
+        self._proc: subprocess.Popen[bytes] | None = None  # the running datum's sandbox
 
     def run(self, datum: DatumRun) -> RunResult:
         """Run one datum in a new sandbox; see :class:`pps.runners.Session`."""
@@ -254,6 +255,7 @@ class ProcessSession:
                 )
             finally:
                 os.close(status_w)  # the child has its copy; EOF comes when it exits
+            self._proc = proc
             try:
                 proc.communicate(datum.stdin, timeout=datum.timeout)
             except subprocess.TimeoutExpired:
@@ -263,6 +265,8 @@ class ProcessSession:
                 except ProcessLookupError:
                     pass
                 proc.wait()
+            finally:
+                self._proc = None
         with os.fdopen(os.dup(status_r), "rb") as f:
             status = f.read()
         stdout, stderr = read_tail(out_path), read_tail(err_path)
@@ -295,6 +299,15 @@ class ProcessSession:
                 None, stdout, stderr, duration, error=f"user code was killed by signal {-code}"
             )
         return RunResult(code, stdout, stderr, duration)
+
+    def interrupt(self) -> None:
+        """Kill the running datum's sandbox (its whole process group)."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def close(self) -> None:
         """Nothing runs between datums; only marks the session closed."""

@@ -342,6 +342,14 @@ class InspectJobSetRequest(_message.Message):
     wait: bool
     def __init__(self, job_set: _Optional[_Union[JobSet, _Mapping]] = ..., wait: _Optional[bool] = ...) -> None: ...
 
+class RestartDatumRequest(_message.Message):
+    __slots__ = ("job", "data_filters")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    DATA_FILTERS_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    data_filters: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., data_filters: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class ListDatumRequest(_message.Message):
     __slots__ = ("job", "spec_json")
     JOB_FIELD_NUMBER: _ClassVar[int]

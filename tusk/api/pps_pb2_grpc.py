@@ -93,6 +93,11 @@ class APIStub:
                 request_serializer=pps__pb2.DeleteJobRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.RestartDatum = channel.unary_unary(
+                '/tusk.pps.API/RestartDatum',
+                request_serializer=pps__pb2.RestartDatumRequest.SerializeToString,
+                response_deserializer=pps__pb2.DatumInfo.FromString,
+                _registered_method=True)
         self.ListJobSet = channel.unary_stream(
                 '/tusk.pps.API/ListJobSet',
                 request_serializer=pps__pb2.ListJobSetRequest.SerializeToString,
@@ -195,6 +200,12 @@ class APIServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RestartDatum(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListJobSet(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -283,6 +294,11 @@ def add_APIServicer_to_server(servicer, server):
                     servicer.DeleteJob,
                     request_deserializer=pps__pb2.DeleteJobRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'RestartDatum': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestartDatum,
+                    request_deserializer=pps__pb2.RestartDatumRequest.FromString,
+                    response_serializer=pps__pb2.DatumInfo.SerializeToString,
             ),
             'ListJobSet': grpc.unary_stream_rpc_method_handler(
                     servicer.ListJobSet,
@@ -610,6 +626,33 @@ class API:
             '/tusk.pps.API/DeleteJob',
             pps__pb2.DeleteJobRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestartDatum(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tusk.pps.API/RestartDatum',
+            pps__pb2.RestartDatumRequest.SerializeToString,
+            pps__pb2.DatumInfo.FromString,
             options,
             channel_credentials,
             insecure,
