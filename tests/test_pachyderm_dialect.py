@@ -466,3 +466,32 @@ def test_restart_datum_reruns_a_hung_datum(tusk: Tusk, tmp_path: Path) -> None:
     assert done["State"] == "success", done
     assert tusk.ok("get", "file", f"{name}@master:/a") == "done\n"
     assert "not running" in tusk.fails("restart", "datum", f"{name}@{job}", "/a")
+
+
+def test_a_transaction_with_a_bad_request_changes_nothing(tusk: Tusk, tmp_path: Path) -> None:
+    good, made_in_txn, name = _n("good"), _n("fresh"), _n("piped")
+    txn = tusk.ok("start", "transaction").strip()
+    try:
+        tusk.ok("create", "repo", good)
+        tusk.ok("create", "repo", made_in_txn)
+        spec = {"pipeline": {"name": name},  # reads a repo made earlier in the transaction
+                "input": {"pfs": {"repo": made_in_txn, "glob": "/*"}},
+                "transform": {"image": IMAGE, "cmd": ["true"]}}
+        tusk.ok("create", "pipeline", "-f", _spec_file(tmp_path, spec))
+        tusk.ok("start", "commit", "no-such-repo@master")
+        err = tusk.fails("finish", "transaction")
+        assert "was not applied, nothing changed: its request 4 (StartCommit)" in err
+        assert "repo no-such-repo not found" in err
+    finally:
+        tusk.run("stop", "transaction")
+    for repo in (good, made_in_txn):
+        assert "not found" in tusk.fails("inspect", "repo", repo)
+    assert txn in [row[0] for row in _table(tusk.ok("list", "transaction"))]
+    tusk.ok("delete", "transaction", txn)
+
+    # The same requests without the bad one apply, the pipeline included.
+    tusk.ok("start", "transaction")
+    tusk.ok("create", "repo", made_in_txn)
+    tusk.ok("create", "pipeline", "-f", _spec_file(tmp_path, spec))
+    assert "2 request(s) applied" in tusk.ok("finish", "transaction")
+    assert name in tusk.ok("inspect", "pipeline", name)

@@ -31,7 +31,7 @@ from pps import model
 from pps.spec import parse_spec
 from tusk.api import pps_pb2, pps_pb2_grpc
 from tusk.server import _commit, _stream, _ts, _unary
-from tusk.transactions import TxnRecord, hub_for, transactional
+from tusk.transactions import Preview, TxnRecord, hub_for, transactional
 
 if TYPE_CHECKING:
     from pps.api import PPS
@@ -186,6 +186,44 @@ class PPSServicer:
         self.pps = pps
         self.txns = hub_for(pps.pfs.meta)
         self.txns.register(self, {"CreatePipeline": pps_pb2.CreatePipelineRequest})
+        self.txns.checkers["CreatePipeline"] = self._check_create_pipeline
+
+    def _check_create_pipeline(self, data: bytes, pv: Preview) -> None:
+        """A queued CreatePipeline, checked against what the earlier requests do."""
+        req = pps_pb2.CreatePipelineRequest.FromString(data)
+        spec = parse_spec(req.spec_json, req.default_project or "default")
+
+        def exists(repo: str) -> bool:
+            if repo in pv.repos:
+                return pv.repos[repo]
+            try:
+                self.pps.pfs.inspect_repo(repo)
+            except errors.NotFound:
+                return False
+            return True
+
+        crons = {c.repo for c in spec.input.leaves() if hasattr(c, "overwrite")}
+        for leaf in spec.input.leaves():
+            if leaf.repo not in crons and not exists(leaf.repo):
+                raise errors.NotFound(
+                    f"input repo {leaf.repo} of pipeline {spec.name} not found: create it "
+                    f"with `tusk create repo {leaf.repo}` (input.pfs.repo)")
+        known = pv.pipelines.get(spec.name)
+        if known is None:
+            try:
+                self.pps.inspect_pipeline(spec.name)
+                known = True
+            except errors.NotFound:
+                known = False
+        update = req.update or spec.update
+        if known and not update:
+            raise errors.AlreadyExists(f"pipeline {spec.name} already exists")
+        if not known and exists(spec.name):
+            raise errors.AlreadyExists(
+                f"pipeline {spec.name} cannot be created because a repo with the same name "
+                "already exists (delete the repo or choose another pipeline name)")
+        pv.pipelines[spec.name] = True
+        pv.repos[spec.name] = True
 
     # pipelines
 

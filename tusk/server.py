@@ -30,8 +30,9 @@ from google.protobuf import empty_pb2, timestamp_pb2, wrappers_pb2
 
 from pfs import errors, model
 from pfs.blobs import ChunkRef
+from pfs.paths import split_repo, validate_branch_name, validate_repo_name
 from tusk.api import pfs_pb2, pfs_pb2_grpc
-from tusk.transactions import TxnRecord, hub_for, transactional
+from tusk.transactions import Preview, TxnRecord, hub_for, transactional
 
 if TYPE_CHECKING:
     from pfs.api import PFS, FileWriter
@@ -324,6 +325,110 @@ class PFSServicer:
             "FinishCommit": pfs_pb2.FinishCommitRequest,
             "SquashCommit": pfs_pb2.SquashCommitRequest})
         self.txns.start_commits = self._start_commits
+        self.txns.checkers.update({
+            "CreateRepo": self._check_create_repo, "DeleteRepo": self._check_delete_repo,
+            "CreateBranch": self._check_create_branch,
+            "DeleteBranch": self._check_delete_branch,
+            "StartCommit": self._check_start_commit, "FinishCommit": self._check_finish_commit,
+            "SquashCommit": self._check_squash_commit})
+
+    # Checks of queued requests (tusk.transactions.preflight): each raises the
+    # error its request would raise, given what the earlier requests do.
+
+    def repo_exists(self, name: str, pv: Preview) -> bool:
+        if name in pv.repos:
+            return pv.repos[name]
+        try:
+            self.pfs.inspect_repo(name)
+        except errors.NotFound:
+            return False
+        return True
+
+    def _branch_exists(self, repo: str, branch: str, pv: Preview) -> bool:
+        if (repo, branch) in pv.branches:
+            return pv.branches[(repo, branch)]
+        if pv.repos.get(repo) is not None:  # created or deleted in the transaction
+            return False
+        try:
+            self.pfs.inspect_branch(repo, branch)
+        except errors.NotFound:
+            return False
+        return True
+
+    def _need_repo(self, name: str, pv: Preview) -> str:
+        _need(name, "repo name")
+        if not self.repo_exists(name, pv):
+            raise errors.RepoNotFound(name)
+        return name
+
+    def _check_create_repo(self, data: bytes, pv: Preview) -> None:
+        req = pfs_pb2.CreateRepoRequest.FromString(data)
+        name = _need(req.repo.name, "repo name")
+        validate_repo_name(name)
+        project = split_repo(name)[0]
+        if project != "default":
+            self.pfs.inspect_project(project)
+        if self.repo_exists(name, pv) and not req.update:
+            raise errors.RepoExists(name)
+        pv.repos[name] = True
+
+    def _check_delete_repo(self, data: bytes, pv: Preview) -> None:
+        req = pfs_pb2.DeleteRepoRequest.FromString(data)
+        name = self._need_repo(req.repo.name, pv)
+        reason = self.pfs.protected_repos(name)
+        if reason and not req.force:
+            raise errors.FailedPrecondition(reason)
+        pv.repos[name] = False
+
+    def _check_create_branch(self, data: bytes, pv: Preview) -> None:
+        req = pfs_pb2.CreateBranchRequest.FromString(data)
+        repo = self._need_repo(req.branch.repo.name, pv)
+        validate_branch_name(_need(req.branch.name, "branch name"))
+        for b in req.provenance:
+            self._need_repo(b.repo.name, pv)
+        pv.branches[(repo, req.branch.name)] = True
+
+    def _check_delete_branch(self, data: bytes, pv: Preview) -> None:
+        req = pfs_pb2.DeleteBranchRequest.FromString(data)
+        repo = self._need_repo(req.branch.repo.name, pv)
+        if not self._branch_exists(repo, req.branch.name, pv):
+            raise errors.BranchNotFound(repo, req.branch.name)
+        pv.branches[(repo, req.branch.name)] = False
+
+    def _check_start_commit(self, data: bytes, pv: Preview) -> None:
+        req = pfs_pb2.StartCommitRequest.FromString(data)
+        repo = self._need_repo(req.branch.repo.name, pv)
+        branch = _need(req.branch.name, "branch name")
+        validate_branch_name(branch)
+        key = (repo, branch)
+        if key in pv.started:
+            raise errors.FailedPrecondition(
+                f"{repo}@{branch} has two commits started in one transaction")
+        if self._branch_exists(repo, branch, pv) and pv.branches.get(key) is None:
+            b = self.pfs.inspect_branch(repo, branch)
+            if b.provenance:
+                raise errors.FailedPrecondition(
+                    f"cannot start a commit on an output branch ({repo}@{branch} has "
+                    "provenance)")
+        pv.started.add(key)
+        pv.branches[key] = True
+
+    def _check_finish_commit(self, data: bytes, pv: Preview) -> None:
+        req = pfs_pb2.FinishCommitRequest.FromString(data)
+        repo = self._need_repo(req.commit.repo, pv)
+        ref = commit_ref(req.commit)
+        if ref == pv.commit_set or (repo, ref) in pv.started:
+            return  # started by this transaction
+        if pv.repos.get(repo):
+            raise errors.CommitNotFound(repo, ref)
+        c = self.pfs.inspect_commit(repo, ref)
+        if c.state == model.CommitState.FINISHED:
+            raise errors.CommitFinished(repo, c.id)
+
+    def _check_squash_commit(self, data: bytes, pv: Preview) -> None:
+        req = pfs_pb2.SquashCommitRequest.FromString(data)
+        repo = self._need_repo(req.commit.repo, pv)
+        self.pfs.inspect_commit(repo, commit_ref(req.commit))
 
     def _start_commits(self, requests: list[bytes], set_id: str) -> None:
         starts = []

@@ -7,6 +7,10 @@ order. Every commit started in one transaction gets the transaction's
 commit-set ID in one metadata transaction, so a pipeline reading several of
 those repos runs one job for all of them.
 
+Before anything runs, every request is checked against the state the earlier
+ones leave (:func:`preflight`: repos, branches, started commits, pipelines),
+so a bad request fails the whole transaction with nothing changed.
+
 What is stored (metadata, small records)::
 
     transactions/<id>                 {"id", "started", "commit_set"}
@@ -16,8 +20,9 @@ Finishing replays each recorded request through the same servicer method
 that would have run it (without the transaction metadata), so a queued
 request behaves exactly as the direct one. The start-commit requests are run
 together, at the position of the last of them (one commit set). A request
-that fails stops the transaction there: the error names the request and
-says which ones were already applied (they are not undone).
+that still fails while running (a race with another client, a store outage)
+stops the transaction there: the error names the request and the ones
+already applied (they are not undone).
 """
 
 from __future__ import annotations
@@ -140,6 +145,7 @@ class TransactionHub:
     def __init__(self, meta: MetadataStore) -> None:
         self.log = TransactionLog(meta)
         self.handlers: dict[str, Callable[[bytes, Any], Any]] = {}
+        self.checkers: dict[str, Checker] = {}
         self.start_commits: Callable[[list[bytes], str], None] | None = None
 
     def register(self, servicer: Any, message_types: dict[str, type]) -> None:
@@ -157,7 +163,7 @@ class TransactionHub:
     def finish(self, txn_id: str) -> TxnRecord:
         if self.start_commits is None:
             raise errors.FailedPrecondition("this server cannot start commits in a transaction")
-        return replay(self.log, txn_id, self.handlers, self.start_commits)
+        return replay(self.log, txn_id, self.handlers, self.start_commits, self.checkers)
 
 
 _hubs: dict[int, TransactionHub] = {}
@@ -234,16 +240,58 @@ class _Aborted(Exception):
         self.details = details
 
 
+@dataclass
+class Preview:
+    """What a transaction's earlier requests will have done, for checking the
+    later ones before anything runs (a repo created by request 1 exists for
+    request 2). Names not in the maps are looked up in the stores."""
+
+    commit_set: str
+    repos: dict[str, bool] = field(default_factory=dict)
+    branches: dict[tuple[str, str], bool] = field(default_factory=dict)
+    started: set[tuple[str, str]] = field(default_factory=set)
+    pipelines: dict[str, bool] = field(default_factory=dict)
+
+
+Checker = Callable[[bytes, Preview], None]
+
+
+def preflight(rec: TxnRecord, ops: list[tuple[str, bytes]], checkers: dict[str, Checker]) -> None:
+    """Check every request against the state the earlier ones leave.
+
+    Raises:
+        FailedPrecondition: naming the first request that would fail; then
+            nothing has run and the transaction is still open.
+    """
+    preview = Preview(commit_set=rec.commit_set)
+    for i, (method, data) in enumerate(ops, 1):
+        check = checkers.get(method)
+        if check is None:
+            raise errors.InvalidArgument(f"{method} cannot run in a transaction")
+        try:
+            check(data, preview)
+        except errors.TuskError as exc:
+            raise errors.FailedPrecondition(
+                f"transaction {rec.id} was not applied, nothing changed: its request {i} "
+                f"({method}) would fail: {exc}; fix it and queue the request again in a new "
+                f"transaction, or delete this one (`tusk delete transaction {rec.id}`)"
+            ) from None
+
+
 def replay(log: TransactionLog, txn_id: str,
            handlers: dict[str, Callable[[bytes, Any], Any]],
-           start_commits: Callable[[list[bytes], str], None]) -> TxnRecord:
-    """Run a transaction's requests (see the module docstring for the order).
+           start_commits: Callable[[list[bytes], str], None],
+           checkers: dict[str, Checker] | None = None) -> TxnRecord:
+    """Run a transaction's requests (see the module docstring for the order),
+    after checking them all (:func:`preflight`) when ``checkers`` are given.
 
     Args:
         handlers: method name -> ``f(request bytes, context)`` running it.
         start_commits: runs every StartCommit request together, in one commit
             set with the given ID.
     """
+    if checkers is not None:
+        preflight(log.get(txn_id), log.ops(txn_id), checkers)
     rec = log.claim(txn_id)
     ops = log.ops(txn_id)
     starts = [i for i, (m, _) in enumerate(ops) if m == "StartCommit"]
@@ -278,6 +326,17 @@ def _failed(rec: TxnRecord, method: str, why: str, done: list[str]) -> errors.Fa
         f"(already applied: {applied}; nothing after it ran)")
 
 
-__all__ = ["METADATA_KEY", "TransactionHub", "TransactionLog", "TxnRecord", "hub_for", "replay",
-           "transaction_id", "transactional"]
+__all__ = [
+    "METADATA_KEY",
+    "Checker",
+    "Preview",
+    "TransactionHub",
+    "TransactionLog",
+    "TxnRecord",
+    "hub_for",
+    "preflight",
+    "replay",
+    "transaction_id",
+    "transactional",
+]
 
