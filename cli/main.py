@@ -198,7 +198,8 @@ def main(argv: list[str]) -> int:
 
     try:
         code = int(run(ctx, args))
-        if ctx.transaction and (args.verb, getattr(args, "noun", None)) in QUEUED:
+        if (ctx.transaction and (args.verb, getattr(args, "noun", None)) in QUEUED
+                and not getattr(args, "dry_run", False)):
             print(f"queued in transaction {ctx.transaction}: it runs at "
                   "`tusk finish transaction`", file=sys.stderr)
         return code

@@ -346,6 +346,8 @@ def test_job_sets_delete_job_and_commit_history_commands(tusk: Tusk, tmp_path: P
     # squash/delete commit: subvenant commits need -r.
     err = tusk.fails("delete", "commit", f"{src}@{cid}")
     assert "--recursive (-r)" in err and f"{one}@{cid}" in err
+    err = tusk.fails("squash", "commit", f"{src}@{cid}")
+    assert "cannot squash" in err and "--recursive (-r)" in err
     first = json.loads(tusk.ok("inspect", "commit", f"{src}@master^", "--raw"))["commit"]["id"]
     assert "use the drop operation instead" in tusk.fails("squash", "commit", f"{src}@{cid}",
                                                           "-r")
@@ -478,6 +480,9 @@ def test_a_transaction_with_a_bad_request_changes_nothing(tusk: Tusk, tmp_path: 
                 "input": {"pfs": {"repo": made_in_txn, "glob": "/*"}},
                 "transform": {"image": IMAGE, "cmd": ["true"]}}
         tusk.ok("create", "pipeline", "-f", _spec_file(tmp_path, spec))
+        # A dry run changes nothing, so it runs at once (here: the repo is not made yet).
+        err = tusk.fails("create", "pipeline", "--dry-run", "-f", _spec_file(tmp_path, spec))
+        assert f"input repo {made_in_txn}" in err
         tusk.ok("start", "commit", "no-such-repo@master")
         err = tusk.fails("finish", "transaction")
         assert "was not applied, nothing changed: its request 4 (StartCommit)" in err

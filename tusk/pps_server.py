@@ -227,7 +227,7 @@ class PPSServicer:
 
     # pipelines
 
-    @transactional(_txn_pipeline)
+    @transactional(_txn_pipeline, direct=lambda req: bool(req.dry_run))
     @_unary
     def CreatePipeline(self, req: pps_pb2.CreatePipelineRequest, ctx: grpc.ServicerContext
                        ) -> pps_pb2.PipelineInfo:

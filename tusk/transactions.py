@@ -182,20 +182,22 @@ def hub_for(meta: MetadataStore) -> TransactionHub:
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def transactional(placeholder: Callable[[Any, TxnRecord, Any], Any]) -> Callable[[_F], _F]:
+def transactional(placeholder: Callable[[Any, TxnRecord, Any], Any],
+                  direct: Callable[[Any], bool] = lambda req: False) -> Callable[[_F], _F]:
     """Make a servicer method join the caller's transaction when it names one.
 
     The servicer needs a ``txns`` attribute (a :class:`TransactionHub`, or
     None when transactions are off). Within a transaction the request is
     recorded and ``placeholder(servicer, txn, request)`` is answered instead
-    (e.g. the commit a queued StartCommit will create).
+    (e.g. the commit a queued StartCommit will create). Requests for which
+    ``direct(request)`` holds run at once even then (a dry run changes nothing).
     """
     def deco(fn: _F) -> _F:
         @functools.wraps(fn)
         def wrapper(self: Any, request: Any, context: Any) -> Any:
             txn_id = transaction_id(context)
             hub: TransactionHub | None = getattr(self, "txns", None)
-            if not txn_id or hub is None:
+            if not txn_id or hub is None or direct(request):
                 return fn(self, request, context)
             try:
                 hub.log.append(txn_id, fn.__name__, request)
