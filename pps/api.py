@@ -58,6 +58,7 @@ from pps.controller.planner import PFSSource, planned
 from pps.datums import enumerate_datums
 from pps.errors import DatumNotFound, PipelineExists, PipelineNotFound
 from pps.jobs import Jobs, is_terminal
+from pps.logs import new_lines
 from pps.model import (
     DatumInfo,
     DatumState,
@@ -731,7 +732,8 @@ class PPS:
         seen: set[tuple[str, int | str]] = set()
         first = True
         while True:
-            batch = [line for line in self._log_pass(pipeline, job, datum, seen, kinds)
+            jobs = [self._resolve_job(pipeline, job)] if job else self.jobs.of_pipeline(pipeline)
+            batch = [line for line in new_lines(self.jobs, pipeline, jobs, datum, seen, kinds)
                      if line.ts >= cutoff]
             if first and tail > 0:
                 batch = batch[-tail:]
@@ -744,55 +746,5 @@ class PPS:
             if cancel is not None and cancel.is_set():
                 return
 
-    def _log_pass(self, pipeline: str, job: str | None, datum: str | None,
-                  seen: set[tuple[str, int | str]],
-                  kinds: tuple[bool, bool]) -> Iterator[LogLine]:
-        """Lines not yet in ``seen`` (which this adds to), job by job."""
-        jobs = [self._resolve_job(pipeline, job)] if job else self.jobs.of_pipeline(pipeline)
-        for j in jobs:
-            events = _job_events(j) if kinds[0] else []
-            # The job's own events frame its datums' lines: created and
-            # running before them, finished after.
-            for key, ts, text in events:
-                if key != "finished" and (j.id, key) not in seen:
-                    seen.add((j.id, key))
-                    yield LogLine(pipeline=pipeline, job_id=j.id, datum_id="", ts=ts,
-                                  stream="system", message=text, master=True)
-            if kinds[1]:
-                for unit, _, results in self.jobs.results(j):
-                    if (j.id, unit) in seen:
-                        continue
-                    seen.add((j.id, unit))
-                    for r in results:
-                        if datum and not r.id.startswith(datum):
-                            continue
-                        for ts, stream, text in r.logs:
-                            for line in text.splitlines():
-                                yield LogLine(pipeline=pipeline, job_id=j.id, datum_id=r.id,
-                                              ts=ts, stream=stream, message=line,
-                                              worker=r.worker)
-            for key, ts, text in events:
-                if key == "finished" and (j.id, key) not in seen:
-                    seen.add((j.id, key))
-                    yield LogLine(pipeline=pipeline, job_id=j.id, datum_id="", ts=ts,
-                                  stream="system", message=text, master=True)
-
-
-def _job_events(j: JobRec) -> list[tuple[str, float, str]]:
-    """The master's lines of a job: ``(key, time, text)``."""
-    out = [("created", j.created, f"job {j.id} created (pipeline version {j.version})")]
-    if j.started is not None:
-        todo = j.data_total - j.data_skipped
-        out.append(("started", j.started, f"job {j.id} running: {todo} datums to process, "
-                                          f"{j.data_skipped} skipped"))
-    if j.finished is not None:
-        state = j.state.lower()
-        text = (f"job {j.id} finished: {state}; {j.data_processed} processed, "
-                f"{j.data_skipped} skipped, {j.data_failed} failed, "
-                f"{j.data_recovered} recovered")
-        # A log line is one line: a reason with a stderr tail is folded.
-        reason = " ".join(x.strip() for x in j.reason.splitlines() if x.strip())
-        out.append(("finished", j.finished, text + (f"; {reason}" if reason else "")))
-    return out
 
 __all__ = ["CLAIM_TTL", "DEFAULT_IMAGE", "PPS"]
