@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -280,6 +281,26 @@ class TestContract:
         assert r.timed_out and r.exit_code is None
         assert "timeout" in r.error
         assert r.duration < 15
+        assert_ran(s.run(datum("echo", "next")))
+
+    def test_interrupt_kills_the_running_datum_and_the_session_goes_on(
+        self, runner: Runner, start: StartSession, datum: Datums
+    ) -> None:
+        """``restart datum``: interrupt() from another thread ends a hung datum."""
+        import threading
+
+        s = start(runner)
+        s.interrupt()  # between datums: nothing to do, nothing breaks
+        results: list[RunResult] = []
+        t = threading.Thread(target=lambda: results.append(s.run(datum(*sh("sleep 600")))))
+        t.start()
+        deadline = time.monotonic() + 30
+        while t.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+            s.interrupt()  # until the datum has started and is killed
+        t.join(5)
+        assert results, "the datum was not interrupted"
+        assert not results[0].ok and results[0].duration < 30
         assert_ran(s.run(datum("echo", "next")))
 
     def test_working_dir_and_user(self, runner: Runner, start: StartSession, datum: Datums) -> None:
