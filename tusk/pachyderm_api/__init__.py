@@ -1,0 +1,1 @@
+"""Generated gRPC stubs (scripts/gen-proto); do not edit."""
