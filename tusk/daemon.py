@@ -125,6 +125,7 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
         print(f"tusk daemon: {AddressInUse(address)}", file=sys.stderr)
         return 1
     from pps.api import PPS
+    from tusk.pachyderm import registrar as pachyderm_registrar
     from tusk.pps_server import registrar as pps_registrar
 
     try:
@@ -140,7 +141,8 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
     collector = Collector(pfs, gc_interval, gc_grace).start()
     try:
         server, port = serve(pfs, address, registrars=[
-            pps_registrar(pps), *(hook(pfs) for hook in EXTRA_SERVICES)])
+            pps_registrar(pps), pachyderm_registrar(pps),
+            *(hook(pfs) for hook in EXTRA_SERVICES)])
     except AddressInUse as exc:
         collector.stop()
         pps.close()

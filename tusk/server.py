@@ -1012,15 +1012,16 @@ def channel_options() -> list[tuple[str, Any]]:
 
 
 def serve(pfs: PFS, address: str = "127.0.0.1:0", *, registrars: Sequence[Registrar] = (),
-          max_workers: int = 16) -> tuple[grpc.Server, int]:
+          max_workers: int = 512) -> tuple[grpc.Server, int]:
     """Start a gRPC server for ``pfs`` (and any extra services) on ``address``.
 
     Args:
         pfs: the core file system to expose.
         address: ``host:port``; port 0 picks a free port (tests).
         registrars: callables adding further servicers (the PPS service).
-        max_workers: threads serving calls; each open stream (a subscription, an
-            upload) holds one while it lasts.
+        max_workers: threads serving calls; each open stream (a subscription, a
+            followed log, an upload) holds one while it lasts, so this bounds the
+            open followers (threads start on demand: an idle daemon has few).
 
     Returns:
         The started server and the port it is bound to.
