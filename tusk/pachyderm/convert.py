@@ -13,6 +13,8 @@ The two differ in shape, not meaning:
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from google.protobuf import timestamp_pb2
 
 from tusk.api import pfs_pb2 as t
@@ -117,7 +119,8 @@ def to_branch_info(bi: t.BranchInfo) -> p.BranchInfo:
 
 def to_commit_info(ci: t.CommitInfo, repo_type: str = "user") -> p.CommitInfo:
     out = p.CommitInfo(
-        commit=to_commit(ci.commit, repo_type), origin=p.CommitOrigin(kind=int(ci.origin)),
+        commit=to_commit(ci.commit, repo_type),
+        origin=p.CommitOrigin(kind=cast(Any, int(ci.origin))),
         description=ci.description,
         child_commits=[to_commit(c, repo_type) for c in ci.child_commits],
         direct_provenance=[to_commit(c) for c in ci.direct_provenance],
@@ -140,7 +143,7 @@ def to_file(f: t.File) -> p.File:
 
 
 def to_file_info(fi: t.FileInfo) -> p.FileInfo:
-    out = p.FileInfo(file=to_file(fi.file), file_type=int(fi.file_type),
+    out = p.FileInfo(file=to_file(fi.file), file_type=cast(Any, int(fi.file_type)),
                      size_bytes=fi.size_bytes, hash=bytes.fromhex(fi.hash) if fi.hash else b"")
     _copy_ts(out.committed, fi.committed)
     return out

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from tusk.pachyderm import Core
 
 
-class PPSAdapter(pps_pb2_grpc.APIServicer):  # type: ignore[misc]
+class PPSAdapter(pps_pb2_grpc.APIServicer):
     def __init__(self, core: Core) -> None:
         self.core = core
 
