@@ -85,11 +85,9 @@ def to_branch(b: t.Branch) -> p.Branch:
 
 
 def to_commit(c: t.Commit, repo_type: str = "user") -> p.Commit:
-    r = to_repo(c.repo, repo_type)
-    out = p.Commit(repo=r, id=c.id)
-    if c.branch:
-        out.branch.CopyFrom(p.Branch(repo=r, name=c.branch))
-    return out
+    # Pachyderm 2.x answers name a commit by repo and ID only: a commit is not
+    # tied to a branch (``Commit.branch`` is for requests).
+    return p.Commit(repo=to_repo(c.repo, repo_type), id=c.id)
 
 
 def _copy_ts(dst: timestamp_pb2.Timestamp, src: timestamp_pb2.Timestamp) -> None:
