@@ -571,7 +571,8 @@ def _tar_stream(pfs: Any, repo: str, ref: str, path: str
                 tar.addfile(entry)
             else:
                 entry.size, entry.mode = info.size_bytes, 0o644
-                tar.addfile(entry, _ChunkReader(pfs.get_file(repo, ref, info.path)))
+                reader = io.BufferedReader(_ChunkReader(pfs.get_file(repo, ref, info.path)))
+                tar.addfile(entry, reader)
             yield from buf.drain()
     yield from buf.drain(final=True)
 
