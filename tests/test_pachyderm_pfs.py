@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import tarfile
 import textwrap
 import threading
 import time
