@@ -47,6 +47,7 @@ from pfs.errors import (
     BranchNotFound,
     CommitFinished,
     CommitNotFound,
+    Conflict,
     FailedPrecondition,
     FileNotFound,
     InvalidArgument,
@@ -134,6 +135,7 @@ class RepoRec:
     type: str = "user"
     description: str = ""
     created: float = 0.0
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -143,6 +145,7 @@ class BranchRec:
     head: str = ""
     created: float = 0.0
     provenance: list[list[str]] = field(default_factory=list)  # direct: [[repo, branch]]
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -421,7 +424,7 @@ class PFS:
         return RepoInfo(name=rec.name, type=rec.type, description=rec.description,
                         created=rec.created, size_bytes=size,
                         branches=tuple(b.name for b in branches),
-                        project=split_repo(rec.name)[0])
+                        project=split_repo(rec.name)[0], metadata=dict(rec.metadata))
 
     def list_repo(self, type: str | None = "user", project: str | None = None
                   ) -> list[RepoInfo]:
@@ -450,7 +453,7 @@ class PFS:
                 return None
         d = json.loads(kv.value)
         return ProjectInfo(name=d["name"], description=d.get("description", ""),
-                           created=d.get("created", 0.0))
+                           created=d.get("created", 0.0), metadata=d.get("metadata", {}))
 
     def inspect_project(self, name: str) -> ProjectInfo:
         info = self._project_rec(name)
@@ -469,7 +472,7 @@ class PFS:
         for kv in self.meta.range(keys.ALL_PROJECTS):
             d = json.loads(kv.value)
             out[d["name"]] = ProjectInfo(d["name"], d.get("description", ""),
-                                         d.get("created", 0.0))
+                                         d.get("created", 0.0), d.get("metadata", {}))
         return sorted(out.values(), key=lambda p: (p.name != DEFAULT_PROJECT, p.created, p.name))
 
     def create_project(self, name: str, description: str = "", update: bool = False
@@ -484,8 +487,10 @@ class PFS:
             if exists and not update:
                 raise AlreadyExists(f"project {name} already exists")
             created = existing.created if existing is not None else self.clock()
+            metadata = dict(existing.metadata) if existing is not None else {}
             self.meta.put(keys.project(name), json.dumps(
-                {"name": name, "description": description, "created": created}).encode())
+                {"name": name, "description": description, "created": created,
+                 "metadata": metadata}).encode())
         return self.inspect_project(name)
 
     def delete_project(self, name: str, force: bool = False) -> None:
@@ -543,6 +548,53 @@ class PFS:
                 self.meta.txn([], [Delete(k) for k in batch])
         self.meta.delete(keys.repo_trash(name))
 
+    # -- user metadata -------------------------------------------------------------
+
+    def edit_metadata(self, change: Callable[[Mapping[str, str]], dict[str, str]], *,
+                      project: str | None = None, repo: str | None = None,
+                      branch: str | None = None, commit: str | None = None) -> None:
+        """Replace the metadata map of one project, repo, branch (``repo`` and
+        ``branch``) or commit (``repo`` and ``commit``, any ref) with
+        ``change(current)``, by compare-and-swap (``change`` may run again).
+
+        Raises:
+            NotFound: no such project, repo, branch or commit.
+            Conflict: the record kept changing meanwhile.
+        """
+        for _ in range(100):
+            if project is not None:
+                self.inspect_project(project)
+                key = keys.project(project)
+                kv = self.meta.get(key)
+                d: dict[str, Any] = json.loads(kv.value) if kv is not None else {
+                    "name": project, "description": "The default project.", "created": 0.0}
+                d["metadata"] = change(d.get("metadata") or {})
+                value = json.dumps(d).encode()
+            else:
+                if repo is None:
+                    raise InvalidArgument("edit_metadata needs a project or a repo")
+                rec: Any
+                cls: type[Any]
+                if branch is not None:
+                    key, cls = keys.branch(repo, branch), BranchRec
+                elif commit is not None:
+                    key, cls = keys.commit(repo, self.resolve(repo, commit).id), CommitRec
+                else:
+                    key, cls = keys.repo(repo), RepoRec
+                kv = self.meta.get(key)
+                if kv is None:
+                    self._get_repo(repo)  # RepoNotFound first
+                    if branch is not None:
+                        raise BranchNotFound(repo, branch)
+                    raise NotFound(f"commit {repo}@{commit} not found")
+                rec = _load(cls, kv.value)
+                rec.metadata = change(rec.metadata)
+                value = _dump(rec)
+            if self.meta.txn([Compare(key, kv.mod_revision if kv is not None else 0)],
+                             [Put(key, value)]):
+                return
+        raise Conflict(f"the metadata of {project or repo} kept changing; try again")
+
     # -- branches --------------------------------------------------------------
 
     def _branch_info(self, b: BranchRec, all_branches: list[BranchRec] | None = None) -> BranchInfo:
@@ -559,7 +611,8 @@ class PFS:
             repo=b.repo, name=b.name, head=b.head, created=b.created,
             direct_provenance=tuple(BranchRef(p[0], p[1]) for p in b.provenance),
             provenance=tuple(BranchRef(r, n) for r, n in prov),
-            subvenance=tuple(BranchRef(r, n) for r, n in subv))
+            subvenance=tuple(BranchRef(r, n) for r, n in subv),
+            metadata=dict(b.metadata))
 
     @staticmethod
     def _closure(start: tuple[str, str],

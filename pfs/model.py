@@ -6,6 +6,7 @@ converts them to the messages of ``proto/pfs.proto`` (same field names).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -61,6 +62,7 @@ class RepoInfo:
     size_bytes: int  # size of the HEAD of master (Pachyderm's rule)
     branches: tuple[str, ...] = ()
     project: str = "default"
+    metadata: Mapping[str, str] = field(default_factory=dict)  # user key/values
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class ProjectInfo:
     name: str
     description: str
     created: float
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class BranchInfo:
     direct_provenance: tuple[BranchRef, ...] = ()
     provenance: tuple[BranchRef, ...] = ()  # transitive closure
     subvenance: tuple[BranchRef, ...] = ()  # transitive closure of the inverse
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

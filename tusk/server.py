@@ -153,7 +153,8 @@ def _commit(ref: model.CommitRef) -> pfs_pb2.Commit:
 
 def project_info_msg(pi: model.ProjectInfo) -> pfs_pb2.ProjectInfo:
     return pfs_pb2.ProjectInfo(project=pfs_pb2.Project(name=pi.name),
-                               description=pi.description, created=_ts(pi.created))
+                               description=pi.description, created=_ts(pi.created),
+                               metadata=pi.metadata)
 
 
 def repo_info_msg(ri: model.RepoInfo) -> pfs_pb2.RepoInfo:
@@ -164,6 +165,7 @@ def repo_info_msg(ri: model.RepoInfo) -> pfs_pb2.RepoInfo:
         description=ri.description,
         branches=[_branch(ri.name, b, ri.type) for b in ri.branches],
         details=pfs_pb2.RepoInfo.Details(size_bytes=ri.size_bytes),
+        metadata=ri.metadata,
     )
 
 
@@ -175,6 +177,7 @@ def branch_info_msg(bi: model.BranchInfo) -> pfs_pb2.BranchInfo:
         subvenance=[_branch(b.repo, b.name) for b in bi.subvenance],
         direct_provenance=[_branch(b.repo, b.name) for b in bi.direct_provenance],
         created=_ts(bi.created),
+        metadata=bi.metadata,
     )
 
 
