@@ -187,6 +187,18 @@ class PPSServicer:
         self.txns = hub_for(pps.pfs.meta)
         self.txns.register(self, {"CreatePipeline": pps_pb2.CreatePipelineRequest})
         self.txns.checkers["CreatePipeline"] = self._check_create_pipeline
+        self.txns.undoers["CreatePipeline"] = self._undo_create_pipeline
+
+    def _undo_create_pipeline(self, data: bytes) -> Callable[[], None] | None:
+        """A new pipeline is deleted again; an updated one keeps its new
+        version (a spec update cannot be taken back, its jobs may have run)."""
+        req = pps_pb2.CreatePipelineRequest.FromString(data)
+        name = parse_spec(req.spec_json, req.default_project or "default").name
+        try:
+            self.pps.inspect_pipeline(name)
+        except errors.NotFound:
+            return lambda: self.pps.delete_pipeline(name, force=True)
+        return None
 
     def _check_create_pipeline(self, data: bytes, pv: Preview) -> None:
         """A queued CreatePipeline, checked against what the earlier requests do."""

@@ -334,6 +334,61 @@ class PFSServicer:
             "DeleteBranch": self._check_delete_branch,
             "StartCommit": self._check_start_commit, "FinishCommit": self._check_finish_commit,
             "SquashCommit": self._check_squash_commit})
+        self.txns.undoers.update({
+            "CreateRepo": self._undo_create_repo, "CreateBranch": self._undo_create_branch,
+            "DeleteBranch": self._undo_delete_branch})
+        self.txns.drop_commit_set = self.pfs.delete_commit_set
+
+    # Undo of applied requests when a later one fails (tusk.transactions.replay):
+    # each is computed just before its request runs.
+
+    def _undo_create_repo(self, data: bytes) -> Callable[[], None] | None:
+        name = pfs_pb2.CreateRepoRequest.FromString(data).repo.name
+        try:
+            old = self.pfs.inspect_repo(name)
+        except errors.NotFound:
+            return lambda: self.pfs.delete_repo(name, force=True)
+
+        def restore() -> None:
+            self.pfs.create_repo(name, old.description, update=True)
+        return restore
+
+    def _undo_create_branch(self, data: bytes) -> Callable[[], None] | None:
+        req = pfs_pb2.CreateBranchRequest.FromString(data)
+        undo = self._undo_branch(req.branch)
+        if undo is None or req.HasField("head") or self._branch_known(req.branch):
+            return undo
+        # A new branch without a head got a new empty commit: drop it too.
+        repo, name = req.branch.repo.name, req.branch.name
+
+        def drop() -> None:
+            head = self.pfs.inspect_branch(repo, name).head
+            self.pfs.delete_branch(repo, name, force=True)
+            if head:
+                self.pfs.delete_commit(repo, head)
+        return drop
+
+    def _branch_known(self, branch: pfs_pb2.Branch) -> bool:
+        try:
+            self.pfs.inspect_branch(branch.repo.name, branch.name)
+        except errors.NotFound:
+            return False
+        return True
+
+    def _undo_delete_branch(self, data: bytes) -> Callable[[], None] | None:
+        return self._undo_branch(pfs_pb2.DeleteBranchRequest.FromString(data).branch)
+
+    def _undo_branch(self, branch: pfs_pb2.Branch) -> Callable[[], None] | None:
+        repo, name = branch.repo.name, branch.name
+        try:
+            old = self.pfs.inspect_branch(repo, name)
+        except errors.NotFound:
+            return lambda: self.pfs.delete_branch(repo, name, force=True)
+        return lambda: self._restore_branch(old)
+
+    def _restore_branch(self, old: model.BranchInfo) -> None:
+        self.pfs.create_branch(old.repo, old.name, head=old.head or None,
+                               provenance=old.direct_provenance)
 
     # Checks of queued requests (tusk.transactions.preflight): each raises the
     # error its request would raise, given what the earlier requests do.

@@ -19,10 +19,16 @@ What is stored (metadata, small records)::
 Finishing replays each recorded request through the same servicer method
 that would have run it (without the transaction metadata), so a queued
 request behaves exactly as the direct one. The start-commit requests are run
-together, at the position of the last of them (one commit set). A request
-that still fails while running (a race with another client, a store outage)
-stops the transaction there: the error names the request and the ones
-already applied (they are not undone).
+together, at the position of the last of them (one commit set).
+
+A request that still fails while running (a race with another client, a
+store outage) stops the transaction there, and the requests already applied
+are undone, newest first: before each request runs, its *undoer* (registered
+per method beside its checker) records how to put back what it changes (a
+created repo or branch is deleted, a moved or deleted branch gets its head
+and provenance back, the started commits are dropped, a new pipeline is
+deleted). Deleting a repo and finishing or squashing a commit cannot be
+undone; the error names any such request that had run.
 """
 
 from __future__ import annotations
@@ -146,7 +152,10 @@ class TransactionHub:
         self.log = TransactionLog(meta)
         self.handlers: dict[str, Callable[[bytes, Any], Any]] = {}
         self.checkers: dict[str, Checker] = {}
+        self.undoers: dict[str, Undoer] = {}
         self.start_commits: Callable[[list[bytes], str], None] | None = None
+        #: Drops the commits a transaction started (the undo of start_commits).
+        self.drop_commit_set: Callable[[str], None] | None = None
 
     def register(self, servicer: Any, message_types: dict[str, type]) -> None:
         """Replay requests of ``servicer``'s transactional methods through it."""
@@ -163,7 +172,8 @@ class TransactionHub:
     def finish(self, txn_id: str) -> TxnRecord:
         if self.start_commits is None:
             raise errors.FailedPrecondition("this server cannot start commits in a transaction")
-        return replay(self.log, txn_id, self.handlers, self.start_commits, self.checkers)
+        return replay(self.log, txn_id, self.handlers, self.start_commits, self.checkers,
+                      undoers=self.undoers, drop_commit_set=self.drop_commit_set)
 
 
 _hubs: dict[int, TransactionHub] = {}
@@ -256,6 +266,9 @@ class Preview:
 
 
 Checker = Callable[[bytes, Preview], None]
+#: Given a queued request, just before it runs: a function putting back what
+#: it is about to change, or None when there is nothing to put back.
+Undoer = Callable[[bytes], "Callable[[], None] | None"]
 
 
 def preflight(rec: TxnRecord, ops: list[tuple[str, bytes]], checkers: dict[str, Checker]) -> None:
@@ -283,7 +296,9 @@ def preflight(rec: TxnRecord, ops: list[tuple[str, bytes]], checkers: dict[str, 
 def replay(log: TransactionLog, txn_id: str,
            handlers: dict[str, Callable[[bytes, Any], Any]],
            start_commits: Callable[[list[bytes], str], None],
-           checkers: dict[str, Checker] | None = None) -> TxnRecord:
+           checkers: dict[str, Checker] | None = None, *,
+           undoers: dict[str, Undoer] | None = None,
+           drop_commit_set: Callable[[str], None] | None = None) -> TxnRecord:
     """Run a transaction's requests (see the module docstring for the order),
     after checking them all (:func:`preflight`) when ``checkers`` are given.
 
@@ -291,6 +306,13 @@ def replay(log: TransactionLog, txn_id: str,
         handlers: method name -> ``f(request bytes, context)`` running it.
         start_commits: runs every StartCommit request together, in one commit
             set with the given ID.
+        undoers: method name -> :data:`Undoer`; a request whose method has
+            none cannot be undone.
+        drop_commit_set: undoes ``start_commits``.
+
+    Raises:
+        FailedPrecondition: a request failed; the ones applied before it were
+            undone (the message says which could not be).
     """
     if checkers is not None:
         preflight(log.get(txn_id), log.ops(txn_id), checkers)
@@ -299,33 +321,62 @@ def replay(log: TransactionLog, txn_id: str,
     starts = [i for i, (m, _) in enumerate(ops) if m == "StartCommit"]
     last_start = starts[-1] if starts else -1
     done: list[str] = []
+    # (method, undo or None), in the order applied
+    journal: list[tuple[str, Callable[[], None] | None]] = []
+    method = ""
     try:
         for i, (method, data) in enumerate(ops):
             if method == "StartCommit":
                 if i == last_start:
                     start_commits([ops[j][1] for j in starts], rec.commit_set)
                     done.extend(["StartCommit"] * len(starts))
+                    undo_starts = None
+                    if drop_commit_set is not None:
+                        def undo_starts(set_id: str = rec.commit_set) -> None:
+                            assert drop_commit_set is not None
+                            drop_commit_set(set_id)
+                    journal.append(("StartCommit", undo_starts))
                 continue
             handler = handlers.get(method)
             if handler is None:
                 raise errors.InvalidArgument(f"{method} cannot run in a transaction")
+            undoer = (undoers or {}).get(method)
+            undo = undoer(data) if undoer is not None else None
             handler(data, _Replay())
             done.append(method)
+            journal.append((method, undo))
     except _Aborted as exc:
-        raise _failed(rec, method, exc.details, done) from None
+        raise _failed(rec, method, exc.details, _undo(journal)) from None
     except errors.TuskError as exc:
-        raise _failed(rec, method, str(exc), done) from None
+        raise _failed(rec, method, str(exc), _undo(journal)) from None
     finally:
         log.drop_ops(txn_id)
     rec.requests = done
     return rec
 
 
-def _failed(rec: TxnRecord, method: str, why: str, done: list[str]) -> errors.FailedPrecondition:
-    applied = ", ".join(done) if done else "none"
+def _undo(journal: list[tuple[str, Callable[[], None] | None]]) -> list[str]:
+    """Undo applied requests, newest first; returns what could not be undone."""
+    kept: list[str] = []
+    for method, undo in reversed(journal):
+        if undo is None:
+            kept.append(f"{method} (cannot be undone)")
+            continue
+        try:
+            undo()
+        except Exception as exc:  # keep undoing the rest; report this one
+            kept.append(f"{method} (undo failed: {exc})")
+    return kept
+
+
+def _failed(rec: TxnRecord, method: str, why: str, kept: list[str]) -> errors.FailedPrecondition:
+    if kept:
+        tail = ("the requests applied before it were undone except: " + ", ".join(kept)
+                + "; check those by hand")
+    else:
+        tail = "the requests applied before it were undone; nothing changed"
     return errors.FailedPrecondition(
-        f"transaction {rec.id} stopped at its {method} request: {why} "
-        f"(already applied: {applied}; nothing after it ran)")
+        f"transaction {rec.id} stopped at its {method} request: {why} ({tail})")
 
 
 __all__ = [
@@ -335,6 +386,7 @@ __all__ = [
     "TransactionHub",
     "TransactionLog",
     "TxnRecord",
+    "Undoer",
     "hub_for",
     "preflight",
     "replay",
