@@ -209,3 +209,27 @@ def test_secrets_round_trip(client: Client) -> None:
     with pytest.raises(grpc.RpcError) as err:
         client.pps.inspect_secret(secret=pps.Secret(name=name))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_rerun_makes_a_new_version_whose_jobs_list_job_shows_by_history(
+        tusk: Tusk, client: Client, tmp_path: Path) -> None:
+    repo = _n("in")
+    tusk.ok("create", "repo", repo)
+    pipeline = _pipeline(client, repo, ["cp -r /pfs/*/* /pfs/out/"])
+    commit = put_files(tusk, repo, {"a.txt": b"x"}, tmp_path)
+    client.pps.inspect_job(job=pps.Job(pipeline=pipeline, id=commit), wait=True)
+    old = {j.job.id for j in client.pps.list_job(pipeline=pipeline)}
+
+    client.pps.rerun_pipeline(pipeline=pipeline, reprocess=True)
+    assert client.pps.inspect_pipeline(pipeline=pipeline).version == 2
+    subscription = client.pps.subscribe_job(pipeline=pipeline)
+    for job in subscription:  # existing jobs first, then each change
+        if job.pipeline_version == 2 and job.state == pps.JobState.JOB_SUCCESS:
+            break
+    subscription.close()  # the SDK's generator: closing it cancels the call
+
+    current = list(client.pps.list_job(pipeline=pipeline))
+    assert current and all(j.pipeline_version == 2 for j in current)
+    assert not old & {j.job.id for j in current}
+    every = {j.job.id for j in client.pps.list_job(pipeline=pipeline, history=-1)}
+    assert old < every

@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
@@ -46,6 +47,7 @@ from tusk.pachyderm import convert
 from tusk.pachyderm_api import pfs_pb2 as pfs
 from tusk.pachyderm_api import pps_pb2 as p
 from tusk.pachyderm_api import pps_pb2_grpc
+from tusk.pps_server import job_info_msg
 from tusk.server import _abort
 
 if TYPE_CHECKING:
@@ -56,6 +58,9 @@ log = logging.getLogger(__name__)
 #: Datums per answer of ``CreateDatum`` when the request asks for 0 (Pachyderm
 #: leaves the default to the server).
 DEFAULT_DATUM_BATCH = 100
+
+#: How often ``SubscribeJob`` re-reads the pipeline's jobs (one metadata range).
+SUBSCRIBE_POLL_SECONDS = 0.5
 
 #: Request-only fields of ``CreatePipelineRequest``: flags of tusk's request,
 #: not part of the spec.
@@ -515,6 +520,23 @@ class PPSAdapter(pps_pb2_grpc.APIServicer):
         return empty_pb2.Empty()
 
     @_unary
+    def RerunPipeline(self, req: p.RerunPipelineRequest, ctx: grpc.ServicerContext
+                      ) -> empty_pb2.Empty:
+        """A new version with the same spec, so a new job runs over the inputs'
+        current heads (``reprocess``: every datum again)."""
+        name = _full_name(req.pipeline)
+        spec = _spec_dict(self._pipeline(name, ctx).spec)
+        self.core.pps.CreatePipeline(t.CreatePipelineRequest(
+            spec_json=json.dumps(spec), update=True, reprocess=req.reprocess), ctx)
+        return empty_pb2.Empty()
+
+    @_unary
+    def DeleteAll(self, req: empty_pb2.Empty, ctx: grpc.ServicerContext) -> empty_pb2.Empty:
+        """Every pipeline of every project (Pachyderm's PPS part of ``delete all``)."""
+        self._delete_pipelines(set(), True, False, ctx)
+        return empty_pb2.Empty()
+
+    @_unary
     def RunCron(self, req: p.RunCronRequest, ctx: grpc.ServicerContext) -> empty_pb2.Empty:
         name = _full_name(req.pipeline)
         spec = _spec_dict(self._pipeline(name, ctx).spec)
@@ -560,7 +582,10 @@ class PPSAdapter(pps_pb2_grpc.APIServicer):
             if req.history >= 0:
                 # history: jobs of the current version and of N versions before it.
                 if name not in current:
-                    current[name] = self._pipeline(name, ctx).version
+                    try:
+                        current[name] = self.core.pps.pps.inspect_pipeline(name).version
+                    except errors.NotFound:  # deleted meanwhile: its jobs are going too
+                        current[name] = 0
                 if ji.pipeline_version < current[name] - req.history:
                     return False
             return True
@@ -573,6 +598,25 @@ class PPSAdapter(pps_pb2_grpc.APIServicer):
         spec_of = self._specs(ctx) if req.details else None
         for ji in jobs:
             yield to_job_info(ji, spec_of(ji) if spec_of else None)
+
+    @_stream
+    def SubscribeJob(self, req: p.SubscribeJobRequest, ctx: grpc.ServicerContext
+                     ) -> Iterator[p.JobInfo]:
+        """The pipeline's jobs, oldest first, then each job again whenever it
+        changes, until the client cancels."""
+        name = _full_name(req.pipeline)
+        cancel = threading.Event()
+        ctx.add_callback(cancel.set)
+        spec_of = self._specs(ctx) if req.details else None
+        sent: dict[str, bytes] = {}
+        while ctx.is_active() and not cancel.is_set():
+            for info in reversed(self.core.pps.pps.list_job(name)):
+                ji = job_info_msg(info)
+                key = ji.SerializeToString(deterministic=True)
+                if sent.get(info.id) != key:
+                    sent[info.id] = key
+                    yield to_job_info(ji, spec_of(ji) if spec_of else None)
+            cancel.wait(SUBSCRIBE_POLL_SECONDS)
 
     @_stream
     def InspectJobSet(self, req: p.InspectJobSetRequest, ctx: grpc.ServicerContext
@@ -805,6 +849,7 @@ def add_to_server(server: grpc.Server, core: Core) -> None:
 
 __all__ = [
     "DEFAULT_DATUM_BATCH",
+    "SUBSCRIBE_POLL_SECONDS",
     "PPSAdapter",
     "add_to_server",
     "spec_json",
