@@ -1,11 +1,14 @@
 #!/bin/sh
 # Build tusk's runner images from Debian packages, with no registry.
 #
-#   deploy/images/build.sh [--force] [busybox|python ...]
+#   deploy/images/build.sh [--force] [busybox|python|alpine ...]
 #
-# Images (both skipped when already present, unless --force):
+# Images (each skipped when already present, unless --force):
 #   tusk/busybox:latest  the host's static busybox alone (~2 MB, well under 1 s)
 #   tusk/python:3.11     Debian bookworm python3 + busybox-static (~60 MB, a few s)
+#   alpine:latest        tusk/busybox:latest under the name Pachyderm's examples and
+#                        pachyderm-sdk's tests use (`image: alpine`, `cmd: ["sh"]`);
+#                        like Alpine's, its userland is busybox
 #
 # Why not `docker build`: no registry is reachable here (no base image can be
 # pulled) and BuildKit is absent, so images are root filesystems assembled on
@@ -17,12 +20,12 @@ WANT=""
 for arg in "$@"; do
     case "$arg" in
         --force) FORCE=1 ;;
-        busybox|python) WANT="$WANT $arg" ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
-        *) echo "build.sh: unknown argument '$arg' (expected --force, busybox, python)" >&2; exit 2 ;;
+        busybox|python|alpine) WANT="$WANT $arg" ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        *) echo "build.sh: unknown argument '$arg' (expected --force, busybox, python, alpine)" >&2; exit 2 ;;
     esac
 done
-[ -n "$WANT" ] || WANT="busybox python"
+[ -n "$WANT" ] || WANT="busybox python alpine"
 
 PATH_ENV='ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
@@ -119,6 +122,16 @@ build_python() {
     rm -rf "$dir"
     trap - EXIT
     echo "build.sh: built $name in $(elapsed "$start") s"
+}
+
+build_alpine() {
+    name=alpine:latest
+    skip "$name" && return 0
+    # Not Alpine Linux: no registry is reachable to pull it. What user code in
+    # `image: alpine` examples needs is `sh` and the busybox tools, which this has.
+    exists tusk/busybox:latest || build_busybox
+    docker tag tusk/busybox:latest "$name"
+    echo "build.sh: tagged tusk/busybox:latest as $name"
 }
 
 for image in $WANT; do

@@ -18,6 +18,8 @@
   Pachyderm answers then (the SDK turns it into ``AuthServiceNotActivated``).
 * ``metadata.API/EditMetadata``: the metadata maps of the cluster (kept here)
   and of repos, branches, commits and projects (``pfs.api.PFS.edit_metadata``).
+* ``debug_v2.Debug`` and ``storage.Fileset`` answer UNIMPLEMENTED saying what
+  to use instead (rather than gRPC's bare "Method not found!").
 """
 
 from __future__ import annotations
@@ -39,10 +41,12 @@ from tusk.pachyderm_api import (
     admin_pb2,
     admin_pb2_grpc,
     auth_pb2,
+    debug_pb2,
     metadata_pb2,
     metadata_pb2_grpc,
     pfs_pb2,
     pps_pb2,
+    storage_pb2,
     transaction_pb2,
     transaction_pb2_grpc,
     version_pb2,
@@ -412,29 +416,40 @@ def _need_id(txn: transaction_pb2.Transaction) -> str:
 # --- auth -----------------------------------------------------------------------------
 
 
-def _auth_not_activated(request: bytes, context: grpc.ServicerContext) -> NoReturn:
-    context.abort(grpc.StatusCode.UNIMPLEMENTED, AUTH_NOT_ACTIVATED)
-    raise AssertionError("unreachable: abort raises")
-
-
-def _auth_handler() -> grpc.GenericRpcHandler:
-    """Every ``auth_v2.API`` method, answering :data:`AUTH_NOT_ACTIVATED`.
+def _refuse(service: Any, message: str) -> grpc.GenericRpcHandler:
+    """Every method of ``service`` (a service descriptor), answering
+    UNIMPLEMENTED with ``message``.
 
     Requests are not parsed (``request_deserializer`` is left out), so the
     handler needs no message types and covers methods added later too.
     """
-    service = auth_pb2.DESCRIPTOR.services_by_name["API"]
+    def refuse(request: Any, context: grpc.ServicerContext) -> NoReturn:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
+        raise AssertionError("unreachable: abort raises")
+
     handlers: dict[str, grpc.RpcMethodHandler] = {}
     for m in service.methods:
         if m.client_streaming and m.server_streaming:
-            handlers[m.name] = grpc.stream_stream_rpc_method_handler(_auth_not_activated)
+            handlers[m.name] = grpc.stream_stream_rpc_method_handler(refuse)
         elif m.client_streaming:
-            handlers[m.name] = grpc.stream_unary_rpc_method_handler(_auth_not_activated)
+            handlers[m.name] = grpc.stream_unary_rpc_method_handler(refuse)
         elif m.server_streaming:
-            handlers[m.name] = grpc.unary_stream_rpc_method_handler(_auth_not_activated)
+            handlers[m.name] = grpc.unary_stream_rpc_method_handler(refuse)
         else:
-            handlers[m.name] = grpc.unary_unary_rpc_method_handler(_auth_not_activated)
+            handlers[m.name] = grpc.unary_unary_rpc_method_handler(refuse)
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
+
+
+def _refusals() -> tuple[grpc.GenericRpcHandler, ...]:
+    return (
+        _refuse(auth_pb2.DESCRIPTOR.services_by_name["API"], AUTH_NOT_ACTIVATED),
+        _refuse(debug_pb2.DESCRIPTOR.services_by_name["Debug"],
+                "the debug service (dumps, profiles, binaries of pachd) is not available "
+                "on tusk: read the daemon's log and `tusk logs` instead"),
+        _refuse(storage_pb2.DESCRIPTOR.services_by_name["Fileset"],
+                "the storage service (raw filesets) is not available on tusk: write files "
+                "with ModifyFile in a commit instead"),
+    )
 
 
 # --- metadata -------------------------------------------------------------------------
@@ -556,7 +571,7 @@ def add_to_server(server: grpc.Server, core: Core) -> None:
         TransactionAdapter(core), server)
     metadata_pb2_grpc.add_APIServicer_to_server(  # type: ignore[no-untyped-call]
         MetadataAdapter(core), server)
-    server.add_generic_rpc_handlers((_auth_handler(),))
+    server.add_generic_rpc_handlers(_refusals())
 
 
 __all__ = [
