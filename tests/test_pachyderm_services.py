@@ -251,3 +251,43 @@ def test_edit_metadata_of_a_missing_repo_is_not_found(api: Stubs) -> None:
         api.meta.EditMetadata(metadata_pb2.EditMetadataRequest(edits=[
             metadata_pb2.Edit(repo=picker, add_key=metadata_pb2.EditAddKey(key="a", value="b"))]))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def _raw(channel: grpc.Channel, method: str) -> Any:
+    """A unary call sending and receiving raw bytes (no message types needed)."""
+    return channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+
+
+@pytest.fixture
+def channel(core_pfs: PFS) -> Iterator[grpc.Channel]:
+    server, ch = _serve(core_pfs)
+    yield ch
+    ch.close()
+    server.stop(None)
+
+
+def test_health_check_is_serving(channel: grpc.Channel) -> None:
+    assert _raw(channel, "/grpc.health.v1.Health/Check")(b"") == b"\x08\x01"
+
+
+def test_enterprise_is_not_active_and_identity_is_auth(channel: grpc.Channel) -> None:
+    assert _raw(channel, "/enterprise_v2.API/GetState")(b"") == b""  # state NONE
+    assert _raw(channel, "/license_v2.API/DeleteAll")(b"") == b""  # nothing to delete
+    with pytest.raises(grpc.RpcError) as err:
+        _raw(channel, "/enterprise_v2.API/Activate")(b"")
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "does not exist on tusk" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        _raw(channel, "/identity_v2.API/DeleteAll")(b"")
+    assert err.value.details() == "the auth service is not activated"
+
+
+def test_debug_and_storage_say_what_to_use_instead(channel: grpc.Channel) -> None:
+    for method, hint in (("/debug_v2.Debug/Binary", "daemon's log"),
+                         ("/storage.Fileset/ReadFileset", "ModifyFile")):
+        call = channel.unary_stream(method, request_serializer=None,
+                                    response_deserializer=None)
+        with pytest.raises(grpc.RpcError) as err:
+            list(call(b""))
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert hint in err.value.details()

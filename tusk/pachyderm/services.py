@@ -19,7 +19,9 @@
 * ``metadata.API/EditMetadata``: the metadata maps of the cluster (kept here)
   and of repos, branches, commits and projects (``pfs.api.PFS.edit_metadata``).
 * ``debug_v2.Debug`` and ``storage.Fileset`` answer UNIMPLEMENTED saying what
-  to use instead (rather than gRPC's bare "Method not found!").
+  to use instead (rather than gRPC's bare "Method not found!"); ``identity_v2``
+  as auth; ``enterprise_v2``/``license_v2`` as a cluster without a license
+  (state NONE, nothing to delete); ``grpc.health.v1.Health/Check`` SERVING.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ from tusk.pachyderm_api import (
     admin_pb2_grpc,
     auth_pb2,
     debug_pb2,
+    enterprise_pb2,
+    identity_pb2,
+    license_pb2,
     metadata_pb2,
     metadata_pb2_grpc,
     pfs_pb2,
@@ -416,9 +421,11 @@ def _need_id(txn: transaction_pb2.Transaction) -> str:
 # --- auth -----------------------------------------------------------------------------
 
 
-def _refuse(service: Any, message: str) -> grpc.GenericRpcHandler:
-    """Every method of ``service`` (a service descriptor), answering
-    UNIMPLEMENTED with ``message``.
+def _refuse(service: Any, message: str, answers: Mapping[str, bytes] | None = None
+            ) -> grpc.GenericRpcHandler:
+    """Every method of ``service`` (a service descriptor) answering UNIMPLEMENTED
+    with ``message``, but those in ``answers`` (unary: method -> the encoded
+    response, b"" for an empty message).
 
     Requests are not parsed (``request_deserializer`` is left out), so the
     handler needs no message types and covers methods added later too.
@@ -427,9 +434,14 @@ def _refuse(service: Any, message: str) -> grpc.GenericRpcHandler:
         context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
         raise AssertionError("unreachable: abort raises")
 
+    def answer(response: bytes) -> grpc.RpcMethodHandler:
+        return grpc.unary_unary_rpc_method_handler(lambda request, context: response)
+
     handlers: dict[str, grpc.RpcMethodHandler] = {}
     for m in service.methods:
-        if m.client_streaming and m.server_streaming:
+        if answers and m.name in answers:
+            handlers[m.name] = answer(answers[m.name])
+        elif m.client_streaming and m.server_streaming:
             handlers[m.name] = grpc.stream_stream_rpc_method_handler(refuse)
         elif m.client_streaming:
             handlers[m.name] = grpc.stream_unary_rpc_method_handler(refuse)
@@ -440,9 +452,36 @@ def _refuse(service: Any, message: str) -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
+#: ``grpc.health.v1.HealthCheckResponse{status: SERVING}``, encoded (field 1 = 1):
+#: the one health answer, without a dependency for one constant message.
+_HEALTH_SERVING = b"\x08\x01"
+
+
+def _health() -> grpc.GenericRpcHandler:
+    """gRPC's standard health check (python-pachyderm's ``health_check``): a
+    daemon that answers is serving."""
+    return grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
+        "Check": grpc.unary_unary_rpc_method_handler(lambda request, context: _HEALTH_SERVING),
+    })
+
+
+_NO_ENTERPRISE = ("Pachyderm Enterprise (licenses, enterprise activation) does not exist on "
+                  "tusk: its features are either free (projects, transactions) or absent (auth)")
+
+
 def _refusals() -> tuple[grpc.GenericRpcHandler, ...]:
     return (
         _refuse(auth_pb2.DESCRIPTOR.services_by_name["API"], AUTH_NOT_ACTIVATED),
+        # Identity (OIDC clients, IdPs) is part of auth; clients that reset a
+        # cluster (python-pachyderm's delete_all) expect auth's answer.
+        _refuse(identity_pb2.DESCRIPTOR.services_by_name["API"], AUTH_NOT_ACTIVATED),
+        # Not activated, as a Pachyderm cluster without a license: GetState
+        # answers NONE, DeleteAll has nothing to delete.
+        _refuse(enterprise_pb2.DESCRIPTOR.services_by_name["API"], _NO_ENTERPRISE,
+                {"GetState": b""}),
+        _refuse(license_pb2.DESCRIPTOR.services_by_name["API"], _NO_ENTERPRISE,
+                {"DeleteAll": b""}),
+        _health(),
         _refuse(debug_pb2.DESCRIPTOR.services_by_name["Debug"],
                 "the debug service (dumps, profiles, binaries of pachd) is not available "
                 "on tusk: read the daemon's log and `tusk logs` instead"),
