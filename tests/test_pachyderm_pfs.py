@@ -139,12 +139,15 @@ def test_cancelled_modify_file_commits_nothing(client: Client, tusk: Tusk) -> No
             future.result()
     finally:
         channel.close()
-    # Nothing of it is visible, and the branch takes new writes at once.
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and len(
-            [c for c in client.pfs.list_commit(repo=repo)]) != len(before):
+    # Nothing of it is visible (once the server has seen the cancellation, the
+    # stream's open commit is gone), and the branch takes new writes at once.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(list(client.pfs.list_commit(repo=repo))) != len(
+            before):
         time.sleep(0.1)
-    assert [c.commit.id for c in client.pfs.list_commit(repo=repo)] == before
+    after = list(client.pfs.list_commit(repo=repo))
+    assert [c.commit.id for c in after] == before, [
+        (c.commit.id, c.finished, c.error) for c in after]
     assert _files(client, repo) == ["/", "/kept"]
     with client.pfs.commit(branch=pfs.Branch(repo=repo, name="master")) as c:
         c.put_file_from_bytes(path="/after", data=b"ok")
