@@ -98,7 +98,7 @@ def _copy_ts(dst: timestamp_pb2.Timestamp, src: timestamp_pb2.Timestamp) -> None
 def to_repo_info(ri: t.RepoInfo) -> p.RepoInfo:
     out = p.RepoInfo(repo=to_repo_msg(ri.repo), description=ri.description,
                      size_bytes_upper_bound=ri.size_bytes_upper_bound,
-                     branches=[to_branch(b) for b in ri.branches])
+                     branches=[to_branch(b) for b in ri.branches], metadata=dict(ri.metadata))
     _copy_ts(out.created, ri.created)
     out.details.size_bytes = ri.details.size_bytes or ri.size_bytes_upper_bound
     return out
@@ -108,7 +108,8 @@ def to_branch_info(bi: t.BranchInfo) -> p.BranchInfo:
     out = p.BranchInfo(branch=to_branch(bi.branch),
                        provenance=[to_branch(b) for b in bi.provenance],
                        subvenance=[to_branch(b) for b in bi.subvenance],
-                       direct_provenance=[to_branch(b) for b in bi.direct_provenance])
+                       direct_provenance=[to_branch(b) for b in bi.direct_provenance],
+                       metadata=dict(bi.metadata))
     if bi.head.id:
         out.head.CopyFrom(to_commit(bi.head, bi.branch.repo.type))
     _copy_ts(out.created_at, bi.created)
@@ -148,7 +149,8 @@ def to_file_info(fi: t.FileInfo) -> p.FileInfo:
 
 
 def to_project_info(pi: t.ProjectInfo) -> p.ProjectInfo:
-    out = p.ProjectInfo(project=p.Project(name=pi.project.name), description=pi.description)
+    out = p.ProjectInfo(project=p.Project(name=pi.project.name), description=pi.description,
+                        metadata=dict(pi.metadata))
     _copy_ts(out.created_at, pi.created)
     return out
 

@@ -9,6 +9,7 @@ import io
 import ipaddress
 import socket
 import tarfile
+import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -25,6 +26,9 @@ from tusk.server import GET_FILE_PIECE
 
 #: Bytes of an ``add_file`` URL source read per message.
 URL_PIECE = 4 << 20
+#: How long the end of a ModifyFile stream waits to see whether it was a
+#: cancellation (see :func:`_cancelled`); added to each SDK put's latency.
+CANCEL_GRACE = 0.03
 
 
 class ModifyStream:
@@ -78,7 +82,7 @@ class ModifyStream:
                 raise errors.InvalidArgument("ModifyFile: empty request (no operation set)")
         if commit is None:
             raise errors.InvalidArgument("ModifyFile: empty stream (no set_commit)")
-        if ctx.is_active():
+        if not _cancelled(ctx):
             yield t.ModifyFileRequest(done=True)
 
     @staticmethod
@@ -99,6 +103,24 @@ class ModifyStream:
             # An add_file without a source creates the file empty.
             yield t.ModifyFileRequest(ops=[t.FileOp(add_file=t.AddFile(
                 path=add.path, append=True))])
+
+
+def _cancelled(ctx: grpc.ServicerContext) -> bool:
+    """Whether a request stream that just ended was cancelled by the client.
+
+    grpcio's server ends the request iterator the same way for a client's
+    half-close (the normal end) and, when the two events race, for its
+    cancellation: the cancellation shows a moment later, when the server's
+    poller handles the call's close. Pachyderm's protocol has no end marker,
+    so the stream's end commits; waiting up to :data:`CANCEL_GRACE` for the
+    termination callback (which only a cancellation fires at this point: a
+    half-closed call is still waiting for its answer) tells the two apart.
+    """
+    ended = threading.Event()
+    if not ctx.add_callback(ended.set):
+        return True  # already terminated
+    ended.wait(CANCEL_GRACE)
+    return ended.is_set() or not ctx.is_active()
 
 
 def check_url(url: str) -> None:
