@@ -226,3 +226,19 @@ def test_a_hundred_followers_leave_other_calls_answering(client: Client, tusk: T
         for s in streams:
             s.cancel()
         channel.close()
+
+
+def test_delete_repos_of_a_project_deletes_downstream_first(client: Client) -> None:
+    project = pfs.Project(name=_name("del"))
+    client.pfs.create_project(project=project)
+    up, down = pfs.Repo(name="up", project=project), pfs.Repo(name="down", project=project)
+    # "down" created first, so listing order alone would delete "up" first.
+    client.pfs.create_repo(repo=down)
+    client.pfs.create_repo(repo=up)
+    client.pfs.create_branch(branch=pfs.Branch(repo=down, name="master"),
+                             provenance=[pfs.Branch(repo=up, name="master")])
+    with pytest.raises(grpc.RpcError):  # up is protected by its subvenance
+        client.pfs.delete_repo(repo=up)
+    deleted = client.pfs.delete_repos(projects=[project])
+    assert [r.name for r in deleted.repos] == ["down", "up"]
+    assert list(client.pfs.list_repo(projects=[project])) == []

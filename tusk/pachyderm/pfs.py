@@ -137,12 +137,32 @@ class PFSAdapter(pfs_pb2_grpc.APIServicer):
                 "DeleteRepos needs projects to delete the repos of, or all"))
             raise AssertionError("unreachable")
         out = p.DeleteReposResponse()
-        # Downstream repos first, so a repo is never deleted under its subvenance.
-        for ri in sorted(repos, key=lambda r: len(r.branches), reverse=True):
-            self.tusk.DeleteRepo(t.DeleteRepoRequest(repo=t.Repo(name=ri.name),
+        for name in self._downstream_first([ri.name for ri in repos]):
+            self.tusk.DeleteRepo(t.DeleteRepoRequest(repo=t.Repo(name=name),
                                                      force=req.force), wrap(ctx))
-            out.repos.append(cv.to_repo(ri.name))
+            out.repos.append(cv.to_repo(name))
         return out
+
+    def _downstream_first(self, names: list[str]) -> list[str]:
+        """``names`` ordered so a repo comes after every repo computed from it."""
+        core = self.tusk.pfs
+        wanted = set(names)
+        subvenance = {n: {b.repo for bi in core.list_branch(n) for b in bi.subvenance}
+                      & wanted - {n} for n in names}
+        order: list[str] = []
+        done: set[str] = set()
+        while len(order) < len(names):
+            ready = [n for n in names if n not in done and subvenance[n] <= done]
+            for n in ready or [n for n in names if n not in done]:  # a cycle cannot happen
+                order.append(n)
+                done.add(n)
+        return order
+
+    def DeleteAll(self, req: empty_pb2.Empty, ctx: grpc.ServicerContext) -> empty_pb2.Empty:
+        """Every repo of every project (Pachyderm's PFS DeleteAll; delete the
+        pipelines first, with PPS DeleteAll, as Pachyderm's clients do)."""
+        self.DeleteRepos(p.DeleteReposRequest(all=True, force=True), ctx)
+        return _empty()
 
     # commits
 
