@@ -89,20 +89,29 @@ class ModifyStream:
     def _add_file(add: p.AddFile) -> Iterator[t.ModifyFileRequest]:
         source = add.WhichOneof("source")
         if source == "raw":
-            yield t.ModifyFileRequest(ops=[t.FileOp(add_file=t.AddFile(
-                path=add.path, append=True, data=add.raw.value))])
+            yield _append(add.path, add.raw.value)
         elif source == "url":
             if add.url.recursive:
                 raise errors.InvalidArgument(
                     f"add_file from {add.url.url} with recursive: only single http(s) "
                     "objects can be fetched; list them and add each")
             for piece in fetch_url(add.url.url):
-                yield t.ModifyFileRequest(ops=[t.FileOp(add_file=t.AddFile(
-                    path=add.path, append=True, data=piece))])
+                yield _append(add.path, piece)
         else:
             # An add_file without a source creates the file empty.
-            yield t.ModifyFileRequest(ops=[t.FileOp(add_file=t.AddFile(
-                path=add.path, append=True))])
+            yield _append(add.path, b"")
+
+
+def _append(path: str, data: bytes) -> t.ModifyFileRequest:
+    """One tusk append op, built in place: nested constructors would copy
+    ``data`` (up to 19 MiB from Pachyderm's SDK) once per level."""
+    req = t.ModifyFileRequest()
+    add = req.ops.add().add_file
+    add.path = path
+    add.append = True
+    if data:
+        add.data = data
+    return req
 
 
 def _cancelled(ctx: grpc.ServicerContext) -> bool:
