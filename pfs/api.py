@@ -1520,6 +1520,68 @@ class PFS:
         for x in tree.walk(e.path):
             yield self._file_info(repo, c, x)
 
+    def list_file_after(self, repo: str, ref: str, path: str = "/",
+                        start_after: str = "") -> Iterator[FileInfo]:
+        """The files at or below directory ``path``, in plain string order of
+        their paths (``/a-c`` before ``/a/b``), strictly after the path
+        ``start_after``: lazy and seeking, so a page of a huge directory costs
+        about the page (:meth:`pfs.tree.Tree.files_in_byte_order`). A missing
+        ``path`` yields nothing."""
+        c = self.resolve(repo, ref)
+        tree = self._commit_tree(c)
+        for e in tree.files_in_byte_order(clean_dir_path(path), start_after):
+            yield self._file_info(repo, c, e)
+
+    # -- chunks stored ahead of a commit ---------------------------------------
+
+    def store_stream(self, data: Iterable[bytes]) -> tuple[list[ChunkRef], int]:
+        """Chunk and store a stream of bytes now, ahead of any commit; returns
+        its chunk refs (durable) and size. Memory stays bounded (one chunking
+        window). Nothing references the chunks yet: record them with
+        :meth:`pin_chunks` (or in a commit, :meth:`FileWriter.put_chunks`)
+        before the garbage collector's grace period (``pfs.gc``) runs out."""
+        w = self.blobs.writer()
+        try:
+            refs, size = w.write_stream(data)
+            w.flush()
+        except BaseException:
+            w.discard()
+            raise
+        return refs, size
+
+    def pin_chunks(self, name: str, refs: Sequence[ChunkRef]) -> None:
+        """Keep ``refs`` alive under ``name`` (printable ASCII, no spaces or ``/``)
+        until :meth:`unpin_chunks`: the garbage collector marks every pinned
+        chunk. Stored as ``pins/<name>/<seq>`` metadata keys of at most
+        :data:`PIN_REFS` refs each, written in one transaction; pinning a name
+        again replaces its refs."""
+        if not name or "/" in name or any(not 0x21 <= ord(ch) <= 0x7E for ch in name):
+            raise InvalidArgument(f"pin name {name!r}: use printable ASCII without spaces "
+                                  "or '/'")
+        texts = [ref_to_str(as_ref(r)) for r in refs]
+        groups = [texts[i:i + PIN_REFS] for i in range(0, len(texts), PIN_REFS)] or [[]]
+        prefix = keys.pin_prefix(name)
+        old = [kv.key for kv in self.meta.range(prefix)]
+        ops: list[Op] = [Delete(k) for k in old[len(groups):]]
+        ops += [Put(keys.pin(name, i), json.dumps({"chunks": g}).encode())
+                for i, g in enumerate(groups)]
+        if len(ops) > 128:
+            raise InvalidArgument(f"pin of {len(texts)} chunks under one name: split it "
+                                  f"(at most {127 * PIN_REFS} refs per name)")
+        self.meta.txn([], ops)
+
+    def pinned_chunks(self, name: str) -> list[ChunkRef]:
+        """The refs pinned under ``name``, in order (``[]`` if none)."""
+        out: list[ChunkRef] = []
+        for kv in self.meta.range(keys.pin_prefix(name)):
+            out.extend(ref_from_str(t) for t in json.loads(kv.value)["chunks"])
+        return out
+
+    def unpin_chunks(self, name: str) -> None:
+        """Release what :meth:`pin_chunks` kept under ``name`` (idempotent)."""
+        for kv in list(self.meta.range(keys.pin_prefix(name))):
+            self.meta.delete(kv.key)
+
     def glob_file(self, repo: str, ref: str, pattern: str) -> Iterator[FileInfo]:
         from pfs.glob import compile_glob
 
@@ -1572,6 +1634,10 @@ class PFS:
                 self._complete_finishing(repo, cid)
             except TuskError:
                 pass
+
+
+#: Chunk refs per ``pins/`` metadata value (~110 bytes each: ~45 KiB a value).
+PIN_REFS = 400
 
 
 def _take(it: Iterator[Entry], n: int) -> Iterator[Entry]:

@@ -16,6 +16,9 @@ mark-and-sweep:
 * the layers of open (and finishing) commits, ``layers/<repo>/<id>/<seq>`` in
   the metadata store: the layer objects themselves, and the packs of every
   chunk their changes reference (decoded with :func:`pfs.changes.read_layer`);
+* chunks pinned ahead of any commit (``pins/<name>/<seq>`` in the metadata
+  store, :meth:`pfs.api.PFS.pin_chunks`: e.g. the parts of an S3 multipart
+  upload, which may take longer than the grace period to complete);
 * every PPS object under ``pps/`` (plans, unit results, datum indexes): these
   hold output chunk refs of datums whose output a later job keeps. They are
   scanned generically: any msgpack list ``[digest (32 bytes), size, pack id
@@ -86,6 +89,7 @@ PPS = "pps/"
 #: ``commits/`` and ``layers/`` families).
 _META_COMMITS = "commits/"
 _META_LAYERS = "layers/"
+_META_PINS = "pins/"
 
 # Node format v1 (pfs.tree's module docstring): [version, kind, ...].
 _NODE_LEAF, _NODE_INDEX, _NODE_CHUNKS = 0, 1, 2
@@ -263,7 +267,7 @@ class _Marker:
             self.stats.nodes += 1
 
     def metadata(self) -> None:
-        """Mark from the metadata store: commit trees and open commits' layers.
+        """Mark from the metadata store: commit trees, open commits' layers, pins.
 
         Incremental when run again: commits and nodes already seen are skipped.
         """
@@ -294,6 +298,8 @@ class _Marker:
                 # Its commit finished (and dropped the key) since we listed it.
                 if meta.get(kv.key) is not None:
                     raise
+        for kv in meta.range(_META_PINS):
+            self._chunks(ref_from_str(t) for t in json.loads(kv.value).get("chunks", ()))
         self.stats.layers_live = len(self.layers)
 
     def pps_objects(self) -> None:

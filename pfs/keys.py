@@ -100,3 +100,15 @@ def repo_prefixes(repo: str) -> list[str]:
     r = _r(repo)
     return [branch_prefix(repo), commit_prefix(repo), f"children/{r}/", f"layers/{r}/",
             f"finishing/{r}/"]
+
+
+ALL_PINS = "pins/"
+
+
+def pin_prefix(name: str) -> str:
+    """Chunk refs kept alive under a name (:meth:`pfs.api.PFS.pin_chunks`)."""
+    return f"{ALL_PINS}{name}/"
+
+
+def pin(name: str, seq: int) -> str:
+    return f"{pin_prefix(name)}{seq:06d}"

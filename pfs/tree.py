@@ -76,6 +76,8 @@ is, and appending to a file rewrites its whole chunk list.
 from __future__ import annotations
 
 import bisect
+import heapq
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -976,6 +978,95 @@ class Tree:
         for e in self.walk(path):
             if isinstance(e, FileEntry):
                 yield e
+
+    def files_in_byte_order(self, path: str = "/", start_after: str = "") -> Iterator[FileEntry]:
+        """Yield the files at or below directory ``path`` in plain string order
+        of their full paths (``/a-c`` before ``/a/b``, unlike :meth:`walk`),
+        strictly after the full path ``start_after`` (``""``: from the first).
+
+        Lazy and seeking: the first file costs O(depth x (log n + len of a
+        name)) node reads whatever comes before ``start_after``, so a caller
+        can page through a directory of millions of files a page at a time.
+        """
+        path = _norm(path)
+        if path == "/":
+            ref: NodeRef | None = self.root
+            prefix = "/"
+        else:
+            e = self._raw(path)
+            if e is None:
+                return
+            if e[_KIND] != _K_DIR:
+                if start_after < path:
+                    yield self._public(self._parent_prefix(path), e)  # type: ignore[misc]
+                return
+            ref, prefix = e[_PAYLOAD], path + "/"
+        if ref is None:
+            return
+        if start_after and not start_after.startswith(prefix):
+            if start_after >= prefix:
+                return  # every path below comes before it
+            start_after = ""
+        yield from self._byte_order(ref, prefix, start_after[len(prefix):] if start_after else None)
+
+    def _byte_order(self, ref: NodeRef, prefix: str, after: str | None) -> Iterator[FileEntry]:
+        """Files below the directory node ``ref`` (paths ``prefix + rel``) in
+        string order, with ``rel > after`` (``None``: all).
+
+        Children come in name order; a directory ``d`` sorts as ``d/``, which
+        may come after siblings ``d-x``, ``d.txt`` (characters below ``/``).
+        A heap holds entries until no later sibling can sort before them:
+        every later name is >= the current one, and an entry's sort key is
+        >= its name.
+        """
+        heap: list[tuple[str, int, RawEntry, str | None]] = []
+        stream: Iterator[RawEntry]
+        c_name, c_after = "", None
+        if after is None:
+            stream = _iter_node(self.store, ref, None)
+        else:
+            c, slash, rest = after.partition("/")
+            sub_after = rest if slash else None
+            first: list[RawEntry] = []
+            # Directories whose name is a proper prefix of c: their files
+            # (n + "/...") sort after ``after`` iff "/" > the char of c after n.
+            for k in range(1, len(c)):
+                if c[k] > "/":
+                    continue
+                e = _find(self.store, ref, c[:k])
+                if e is not None and e[_KIND] == _K_DIR:
+                    first.append(e)
+            e = _find(self.store, ref, c)
+            if e is not None and e[_KIND] == _K_DIR:
+                first.append(e)
+            stream_rest = _iter_node(self.store, ref, c)
+            if sub_after is not None:
+                # Names c + t with t[0] < "/" sort before c + "/" + rest: drop them.
+                stream_rest = (x for x in stream_rest
+                               if not (x[_NAME].startswith(c) and x[_NAME][len(c)] < "/"))
+            stream = itertools.chain(first, stream_rest)
+            c_name, c_after = c, sub_after
+        seq = 0
+
+        def emit(item: tuple[str, int, RawEntry, str | None]) -> Iterator[FileEntry]:
+            _, _, e, sub = item
+            if e[_KIND] == _K_DIR:
+                yield from self._byte_order(e[_PAYLOAD], prefix + e[_NAME] + "/", sub)
+            else:
+                yield self._public(prefix, e)  # type: ignore[misc]
+
+        for e in stream:
+            name = e[_NAME]
+            while heap and heap[0][0] < name:
+                yield from emit(heapq.heappop(heap))
+            sub = None
+            if after is not None and name == c_name and e[_KIND] == _K_DIR:
+                sub = c_after
+            key = name + "/" if e[_KIND] == _K_DIR else name
+            seq += 1
+            heapq.heappush(heap, (key, seq, e, sub))
+        while heap:
+            yield from emit(heapq.heappop(heap))
 
     def glob(self, matcher: Matcher) -> Iterator[Entry]:
         """Yield every file and directory that ``matcher`` matches, in walk order.
