@@ -30,8 +30,11 @@ if TYPE_CHECKING:
     import grpc
 
     from pfs.api import PFS
+    from tusk.s3.server import S3Server
 
 DEFAULT_ADDRESS = "127.0.0.1:1650"
+#: The S3 gateway's default address (Pachyderm's gateway port is 30600).
+DEFAULT_S3_ADDRESS = "127.0.0.1:30600"
 DEFAULT_DATA_DIR = "~/.tusk"
 #: Seconds in-flight calls get to finish after SIGTERM/SIGINT.
 SHUTDOWN_GRACE = 5.0
@@ -57,6 +60,15 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--storage", default=os.environ.get("TUSK_STORAGE"),
                    help="object store URL, e.g. s3://bucket (default: $TUSK_STORAGE "
                         "or the directory DATA_DIR/objects)")
+    d.add_argument("--s3-address", default=None,
+                   help="host:port of the S3 gateway ('' or 'off' disables it; default: "
+                        f"$TUSK_S3_ADDRESS or {DEFAULT_S3_ADDRESS}, skipped with a warning "
+                        "if that default is taken)")
+    d.add_argument("--s3-access-key", default=os.environ.get("TUSK_S3_ACCESS_KEY"),
+                   help="access key S3 clients sign with (default: $TUSK_S3_ACCESS_KEY; "
+                        "none: every request is accepted unchecked)")
+    d.add_argument("--s3-secret-key", default=os.environ.get("TUSK_S3_SECRET_KEY"),
+                   help="its secret key (default: $TUSK_S3_SECRET_KEY)")
     d.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     # One master per data set (tusk.election) and garbage collection (pfs.gc).
     d.add_argument("--no-wait", action="store_true",
@@ -112,9 +124,56 @@ def _bindable(address: str) -> bool:
     return True
 
 
+def _s3_settings(args: argparse.Namespace) -> tuple[str, bool, dict[str, str] | None]:
+    """(address or "", whether it was asked for explicitly, credentials)."""
+    explicit = args.s3_address is not None or "TUSK_S3_ADDRESS" in os.environ
+    address = args.s3_address if args.s3_address is not None else os.environ.get(
+        "TUSK_S3_ADDRESS", DEFAULT_S3_ADDRESS)
+    if address.strip().lower() in ("", "off", "none", "0"):
+        address = ""
+    creds = None
+    if args.s3_access_key or args.s3_secret_key:
+        creds = {args.s3_access_key or "": args.s3_secret_key or ""}
+    return address, explicit, creds
+
+
+def _start_s3(pfs: PFS, address: str, explicit: bool,
+              credentials: dict[str, str] | None) -> tuple[S3Server | None, str]:
+    """Start the S3 gateway; (server or None, error message if it must stop)."""
+    if not address:
+        return None, ""
+    from tusk.s3.multipart import MultipartStore
+    from tusk.s3.pfs_backend import PfsBuckets
+    from tusk.s3.server import S3Server
+
+    if credentials is None:
+        print("tusk daemon: the S3 gateway has no credentials (--s3-access-key/--s3-secret-key "
+              "or TUSK_S3_ACCESS_KEY/TUSK_S3_SECRET_KEY): it accepts every request unchecked",
+              file=sys.stderr, flush=True)
+    elif "" in credentials or "" in credentials.values():
+        return None, "give both --s3-access-key and --s3-secret-key (or neither)"
+    uploads = MultipartStore(pfs)
+    server = S3Server(PfsBuckets(pfs, uploads), credentials)
+    try:
+        port = server.serve(address)
+    except (OSError, ValueError) as exc:
+        msg = (f"cannot serve S3 on {address} ({exc}): pick another --s3-address, "
+               "or --s3-address off")
+        if explicit:
+            return None, msg
+        print(f"tusk daemon: warning: {msg}; continuing without the S3 gateway",
+              file=sys.stderr, flush=True)
+        return None, ""
+    uploads.start_sweeper()
+    host = address.rsplit(":", 1)[0] or "127.0.0.1"
+    print(f"tusk daemon: S3 gateway on http://{host}:{port}", file=sys.stderr, flush=True)
+    return server, ""
+
+
 def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str | None,
                gc_interval: float = 0.0, gc_grace: float = 3600.0,
-               default_image: str = DEFAULT_IMAGE) -> int:
+               default_image: str = DEFAULT_IMAGE,
+               s3: tuple[str, bool, dict[str, str] | None] = ("", False, None)) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit code."""
     from pfs.api import open_pfs
     from pfs.gc import Collector
@@ -127,13 +186,14 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
     from pps.api import PPS
     from tusk.pachyderm import registrar as pachyderm_registrar
     from tusk.pps_server import registrar as pps_registrar
+    from tusk.s3.worker_scope import pfs_datum_gateways
 
     try:
         pfs = open_pfs(data_dir, metadata_url=metadata, storage_url=storage)
         # PPS resumes its pipelines' masters and workers at once; datums are
         # staged under DATA_DIR/scratch.
         pps = PPS(pfs, scratch_dir=os.path.join(data_dir, "scratch"),
-                  default_image=default_image)
+                  default_image=default_image, s3_gateways=pfs_datum_gateways(pfs))
     except errors.TuskError as exc:
         print(f"tusk daemon: {exc}", file=sys.stderr)
         return 1
@@ -151,6 +211,13 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
     host = address.rsplit(":", 1)[0]
     meta_desc = _describe(pfs.meta, metadata or os.path.join(data_dir, "meta.db"))
     storage_desc = storage or os.path.join(data_dir, "objects")
+    s3_server, s3_error = _start_s3(pfs, *s3)
+    if s3_error:
+        server.stop(0)
+        collector.stop()
+        pps.close()
+        print(f"tusk daemon: {s3_error}", file=sys.stderr)
+        return 1
     print(f"tusk daemon listening on {host}:{port} "
           f"(metadata: {meta_desc}, storage: {storage_desc})", file=sys.stderr, flush=True)
 
@@ -165,6 +232,8 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
         while not stop.wait(1.0):
             pass
         log.info("stopping (up to %.0f s for in-flight calls)", SHUTDOWN_GRACE)
+        if s3_server is not None:
+            s3_server.close()
         server.stop(SHUTDOWN_GRACE).wait()
     finally:
         for s, h in old.items():
@@ -184,11 +253,13 @@ def run_worker(data_dir: str, metadata: str | None, storage: str | None,
     plan jobs, so any number may run, on any host that reaches the stores."""
     from pfs.api import open_pfs
     from pps.api import PPS
+    from tusk.s3.worker_scope import pfs_datum_gateways
 
     try:
         pfs = open_pfs(data_dir, metadata_url=metadata, storage_url=storage, recover=False)
         pps = PPS(pfs, scratch_dir=os.path.join(data_dir, "scratch", f"worker-{os.getpid()}"),
-                  role="worker", default_image=default_image)
+                  role="worker", default_image=default_image,
+                  s3_gateways=pfs_datum_gateways(pfs))
     except errors.TuskError as exc:
         print(f"tusk worker: {exc}", file=sys.stderr)
         return 1
@@ -237,7 +308,7 @@ def main(argv: list[str]) -> int:
     try:
         return run_daemon(args.data_dir, args.address, args.metadata, args.storage,
                           gc_interval=args.gc_interval, gc_grace=args.gc_grace,
-                          default_image=args.default_image)
+                          default_image=args.default_image, s3=_s3_settings(args))
     finally:
         master.resign()  # last: a successor starts only once this one has stopped
 

@@ -131,6 +131,10 @@ def verify(method: str, path: str, query: Sequence[tuple[str, str]],
             raise S3Error("AccessDenied", "the presigned URL has expired: presign a new one")
         payload = UNSIGNED if "x-amz-content-sha256" not in headers else payload
     else:
+        if not auth and "AWSAccessKeyId" in qd:
+            raise S3Error("AccessDenied", "presigned URLs of AWS signature V2 are not "
+                          "supported: presign with signature V4 (boto3: Config("
+                          "signature_version='s3v4'))")
         if not auth:
             raise S3Error("AccessDenied", "the request is not signed: this gateway needs "
                           "AWS Signature V4 with the daemon's --s3-access-key and secret")
