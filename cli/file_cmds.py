@@ -4,6 +4,9 @@ Data never sits whole in memory: local files are streamed by the client
 (``put_file_from_path``), stdin and downloads move in chunks, and listings
 print as they arrive. One ``put file`` invocation is one ``modify_file``
 stream, hence one commit (pachctl's rule, even with several ``-f``).
+``s3://`` sources are streamed by the client from any S3 server (endpoint
+and keys from ``--s3-endpoint``/``--s3-region`` and the AWS variables);
+the daemon fetches nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import difflib
 import os
 import re
 import sys
+import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
@@ -103,6 +108,83 @@ def _url_name(url: str) -> str:
     return path if path.strip("/") else "/index"
 
 
+def _is_s3(src: str) -> bool:
+    return src.lower().startswith("s3://")
+
+
+def _s3_name(url: str) -> str:
+    """The path-like name of an ``s3://BUCKET/KEY`` source (its key, or the
+    bucket for a whole bucket), so the target path rules apply to it."""
+    rest = url[len("s3://"):].split("?", 1)[0]
+    bucket, _, key = rest.partition("/")
+    key = urllib.parse.unquote(key).strip("/")
+    return "/" + (key or bucket)
+
+
+class _Progress:
+    """``--progress``: files and bytes so far, on stderr.
+
+    On a terminal one line is redrawn at most 10 times a second; otherwise
+    (a log) a line is printed every 2 seconds. The last line always follows
+    the upload. Hand-written rather than a progress-bar library: the total
+    is unknown while sources stream, so there is no bar to draw.
+    """
+
+    def __init__(self) -> None:
+        self.files = 0
+        self.bytes = 0
+        self._start = time.monotonic()
+        self._shown = 0.0
+        self._tty = sys.stderr.isatty()
+        self._every = 0.1 if self._tty else 2.0
+
+    def advance(self, nbytes: int) -> None:
+        self.bytes += nbytes
+        self._maybe_show()
+
+    def file_done(self, path: str) -> None:
+        self.files += 1
+        self._maybe_show()
+
+    def _maybe_show(self) -> None:
+        now = time.monotonic()
+        if now - self._shown >= self._every:
+            self._shown = now
+            self._show(final=False)
+
+    def _line(self) -> str:
+        secs = max(time.monotonic() - self._start, 1e-6)
+        files = "1 file" if self.files == 1 else f"{self.files} files"
+        return (f"{files}, {human_size(self.bytes)} "
+                f"({human_size(int(self.bytes / secs))}/s, {secs:.1f}s)")
+
+    def _show(self, final: bool) -> None:
+        if self._tty:
+            end = "\n" if final else ""
+            sys.stderr.write(f"\r\033[Kput file: {self._line()}{end}")
+        else:
+            sys.stderr.write(f"put file: {self._line()}\n")
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        self._show(final=True)
+
+
+def _counted(chunks: Iterable[bytes], progress: _Progress | None) -> Iterator[bytes]:
+    for chunk in chunks:
+        if progress is not None:
+            progress.advance(len(chunk))
+        yield chunk
+
+
+def _s3_config(args: argparse.Namespace) -> Any:
+    """The S3 flags of ``put file``; the URL's ``?endpoint=`` and then the AWS
+    variables fill what they leave unset (``S3Config.for_url``)."""
+    from tusk.client import S3Config
+
+    return S3Config(endpoint=args.s3_endpoint or "", region=args.s3_region or "")
+
+
 def _check_sources(sources: list[str], recursive: bool) -> None:
     """Fail on a missing source before anything is uploaded (no stray empty commit)."""
     if sources.count("-") > 1:
@@ -110,10 +192,16 @@ def _check_sources(sources: list[str], recursive: bool) -> None:
     for src in sources:
         if src == "-" or _is_url(src):
             continue
+        if _is_s3(src):
+            if not src[len("s3://"):].split("/", 1)[0].split("?", 1)[0]:
+                raise UsageError(
+                    f"{src!r} names no bucket: write s3://BUCKET/KEY (s3://BUCKET/PREFIX "
+                    "with -r)")
+            continue
         if "://" in src:
             raise CLIError(
-                f"cannot read {src}: only local files, - (stdin) and http(s) URLs are "
-                "supported; download it first"
+                f"cannot read {src}: only local files, - (stdin), http(s) URLs and s3:// URLs "
+                "are supported; download it first"
             )
         if not os.path.exists(src):
             raise CLIError(f"cannot read {src}: no such file or directory")
@@ -135,22 +223,48 @@ def run_put_file(ctx: Context, args: argparse.Namespace) -> int:
     for src in sources:
         if _is_url(src):
             plan.append((src, refs.target_path(_url_name(src), path, n, args.full_path)))
+        elif _is_s3(src):
+            plan.append((src, None if args.recursive else
+                         refs.target_path(_s3_name(src), path, n, args.full_path)))
         elif src != "-" and os.path.isdir(src):
             plan.append((src, None))
         else:
             plan.append((src, refs.target_path(src, path, n, args.full_path)))
+    progress = _Progress() if args.progress else None
+    s3 = _s3_config(args) if any(_is_s3(src) for src in sources) else None
     with ctx.client().modify_file(target.repo, target.ref) as writer:
         for src, dst in plan:
-            if dst is None:
+            if _is_s3(src):
+                if dst is None:
+                    root = refs.dir_target_root(_s3_name(src), path, n, args.full_path)
+                    writer.put_files_from_s3(root, src, s3, append=args.append,
+                                             progress=progress)
+                else:
+                    writer.put_file_from_s3(dst, src, s3, append=args.append,
+                                            progress=progress)
+            elif dst is None:
                 root = refs.dir_target_root(src, path, n, args.full_path)
                 for rel, repo_path in refs.dir_targets(root, _walk_dir(src)):
-                    writer.put_file_from_path(repo_path, os.path.join(src, rel), append=args.append)
+                    local = os.path.join(src, rel)
+                    writer.put_file_from_path(repo_path, local, append=args.append)
+                    if progress is not None:
+                        progress.advance(os.path.getsize(local))
+                        progress.file_done(repo_path)
             elif src == "-":
-                writer.put_file(dst, _stdin_chunks(), append=args.append)
+                writer.put_file(dst, _counted(_stdin_chunks(), progress), append=args.append)
+                if progress is not None:
+                    progress.file_done(dst)
             elif _is_url(src):
-                writer.put_file(dst, _url_chunks(src), append=args.append)
+                writer.put_file(dst, _counted(_url_chunks(src), progress), append=args.append)
+                if progress is not None:
+                    progress.file_done(dst)
             else:
                 writer.put_file_from_path(dst, src, append=args.append)
+                if progress is not None:
+                    progress.advance(os.path.getsize(src))
+                    progress.file_done(dst)
+    if progress is not None:
+        progress.finish()
     return 0
 
 
@@ -429,7 +543,8 @@ def register(verbs: dict[str, Any]) -> None:
         action="append",
         default=[],
         metavar="SRC",
-        help="a local file or directory, an http(s) URL, or - for stdin (repeatable)",
+        help="a local file or directory, an http(s) URL, s3://BUCKET/KEY (with -r: "
+        "s3://BUCKET/PREFIX), or - for stdin (repeatable)",
     )
     p.add_argument("-r", "--recursive", action="store_true", help="upload directories' files")
     p.add_argument(
@@ -442,6 +557,23 @@ def register(verbs: dict[str, Any]) -> None:
         "--full-path",
         action="store_true",
         help="name files by their whole source path instead of their basename",
+    )
+    p.add_argument(
+        "--progress",
+        action="store_true",
+        help="show files and bytes uploaded so far on stderr",
+    )
+    p.add_argument(
+        "--s3-endpoint",
+        metavar="URL",
+        help="S3 server of s3:// sources, e.g. http://127.0.0.1:8333 (default: "
+        "?endpoint= in the URL, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS); keys "
+        "come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN",
+    )
+    p.add_argument(
+        "--s3-region",
+        metavar="REGION",
+        help="region of s3:// sources (default: AWS_REGION, AWS_DEFAULT_REGION)",
     )
 
     p = noun_parser(verbs["get"], "file", run_get_file, "print a file (or download a tree with -r)")

@@ -57,6 +57,7 @@ from pps.controller.master import kill
 from pps.controller.planner import PFSSource, planned
 from pps.datums import enumerate_datums
 from pps.errors import DatumNotFound, PipelineExists, PipelineNotFound
+from pps.gateway import GatewayFactory
 from pps.jobs import Jobs, is_terminal
 from pps.logs import new_lines
 from pps.model import (
@@ -83,12 +84,15 @@ class PPS:
     def __init__(self, pfs: PFS, scratch_dir: str,
                  runner: Runner | Callable[[], Runner] | None = None,
                  start: bool = True, role: str = "all",
-                 default_image: str = DEFAULT_IMAGE, claim_ttl: float = CLAIM_TTL) -> None:
+                 default_image: str = DEFAULT_IMAGE, claim_ttl: float = CLAIM_TTL,
+                 s3_gateways: GatewayFactory | None = None) -> None:
         """``role="all"``: masters, cron and workers (the daemon). ``"worker"``:
         only workers, for ``tusk worker`` processes that join a deployment
         through the shared metadata and object stores. ``runner``: a runner
         or a factory of one (the best available when None). ``claim_ttl``:
-        seconds after which a silent worker's units go to others."""
+        seconds after which a silent worker's units go to others. ``s3_gateways``:
+        makes the S3 gateway of a datum of a pipeline with ``pfs.s3`` inputs or
+        ``s3_out`` (:mod:`pps.gateway`; ``tusk.s3.worker_scope`` has one)."""
         self.pfs = pfs
         self.meta = pfs.meta
         self.objects = pfs.objects
@@ -110,7 +114,8 @@ class PPS:
         self._env = ControllerEnv(
             pfs=pfs, jobs=self.jobs, scratch_dir=scratch_dir, masters=role == "all",
             instance=self.instance, lease=lambda: self._lease, runner=self.runner,
-            wait=self._wait, notify=self._notify, tick=self._tick, default_image=default_image)
+            wait=self._wait, notify=self._notify, tick=self._tick, default_image=default_image,
+            s3_gateways=s3_gateways)
         if role == "all":
             pfs.txn_hooks.append(self._txn_hook)
             pfs.on_commit_finished.append(lambda c: self._notify())

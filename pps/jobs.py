@@ -24,6 +24,7 @@ from pps.model import TERMINAL_JOB_STATES, JobState
 from pps.records import (
     DatumIndexEntry,
     DatumResult,
+    EgressManifest,
     JobRec,
     Plan,
     UnitDone,
@@ -132,6 +133,14 @@ class Jobs:
 
     def put_index(self, pipeline: str, job: str, index: Sequence[DatumIndexEntry]) -> None:
         self.objects.put(keys.index_object(pipeline, job), encode_index(index))
+
+    def egress_manifest(self, pipeline: str, job: str) -> EgressManifest | None:
+        """What the job's egress left in S3 (None if it has not egressed)."""
+        data = self._get(keys.egress_object(pipeline, job))
+        return EgressManifest.decode(data) if data is not None else None
+
+    def put_egress_manifest(self, pipeline: str, job: str, m: EgressManifest) -> None:
+        self.objects.put(keys.egress_object(pipeline, job), m.encode())
 
     def unit_results(self, pipeline: str, job: str, unit: int,
                      done: UnitDone) -> list[DatumResult] | None:

@@ -16,6 +16,7 @@ Objects (msgpack; per-datum data never goes into metadata)::
     pps/<pipeline>/<job>/plan                    Plan
     pps/<pipeline>/<job>/units/<unit:06d>-<try>  list of DatumResult (one attempt of a unit)
     pps/<pipeline>/<job>/datums                  list of DatumIndexEntry (a successful job's index)
+    pps/<pipeline>/<job>/egress                  EgressManifest (what the job's egress left in S3)
 
 A unit moves queue -> claims -> done; each attempt writes its own results
 object, and ``done`` names the one that counts, so a worker that lost its
@@ -135,3 +136,7 @@ def job_objects(pipeline: str, job_id: str) -> str:
 
 def index_object(pipeline: str, job_id: str) -> str:
     return f"pps/{_p(pipeline)}/{job_id}/datums"
+
+
+def egress_object(pipeline: str, job_id: str) -> str:
+    return f"pps/{_p(pipeline)}/{job_id}/egress"

@@ -28,6 +28,7 @@ __all__ = [
     "DatumIndexEntry",
     "DatumInputRec",
     "DatumResult",
+    "EgressManifest",
     "JobRec",
     "OutputFile",
     "PipelineRec",
@@ -97,6 +98,9 @@ class JobRec(_JSONRecord):
     units: int = -1
     restart: int = 0
     stats: dict[str, float] = field(default_factory=dict)
+    #: The job failed in egress only: its output commit and datum index are
+    #: complete, so the next job skips its datums as after a success.
+    egress_failed: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,34 @@ def update_record(meta: MetadataStore, key: str, cls: type[R],
         if meta.txn([Compare(key, kv.mod_revision)], [Put(key, new.encode())]):
             return new
     raise RuntimeError(f"record {key} kept changing under {attempts} compare-and-swap attempts")
+
+
+# --- egress ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EgressManifest:
+    """What one job's egress left under its S3 prefix: for each object key the
+    tusk file hash, the size and the ETag S3 gave it. The next job skips a
+    file whose hash is unchanged while the object still has that size and
+    ETag, and deletes only keys listed here (objects it wrote) that are no
+    longer in the commit. ``complete`` is False for a manifest saved by a
+    failed egress (it lists what may be there).
+    """
+
+    url: str
+    entries: dict[str, tuple[str, int, str]]
+    complete: bool = True
+
+    def encode(self) -> bytes:
+        return _pack({"url": self.url, "complete": self.complete,
+                      "entries": [[k, *v] for k, v in sorted(self.entries.items())]})
+
+    @staticmethod
+    def decode(data: bytes) -> EgressManifest:
+        raw = msgpack.unpackb(data)
+        entries = {e[0]: (str(e[1]), int(e[2]), str(e[3])) for e in raw["entries"]}
+        return EgressManifest(raw["url"], entries, bool(raw.get("complete", True)))
 
 
 # --- datums --------------------------------------------------------------------------

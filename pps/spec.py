@@ -16,7 +16,7 @@ Every problem is an :class:`~pps.errors.InvalidSpec` whose ``path`` names the fi
 Fields Pachyderm uses only to shape Kubernetes pods (``pod_patch``, ``tolerations``,
 ``scheduling_spec``, ``transform.debug``...) are accepted and kept verbatim in
 ``extras`` so a Pachyderm spec loads unchanged; fields whose behaviour tusk does not
-implement (``spout``, ``service``, ``egress``, ``s3_out``, ``transform.secrets``...)
+implement (``spout``, ``service``, ``s3_out``, ``transform.secrets``...)
 are rejected with a message saying so, rather than silently ignored.
 """
 
@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_DATUM_TRIES",
     "DEFAULT_IMAGE",
     "CronInput",
+    "Egress",
     "GPUSpec",
     "Input",
     "Metadata",
@@ -86,7 +87,7 @@ _K8S_ONLY_TOP = (
 )
 _K8S_ONLY_TRANSFORM = ("debug", "image_pull_secrets", "memory_volume", "dockerfile")
 # Real Pachyderm fields whose behaviour tusk does not implement.
-_UNSUPPORTED_TOP = ("spout", "service", "egress", "s3_out", "tf_job", "determined")
+_UNSUPPORTED_TOP = ("spout", "service", "s3_out", "tf_job", "determined")
 _UNSUPPORTED_TRANSFORM = ("secrets", "datum_batching")
 _UNSUPPORTED_PFS = ("s3", "trigger", "propagation_spec")
 
@@ -333,6 +334,16 @@ class Metadata:
 
 
 @dataclass(frozen=True)
+class Egress:
+    """``egress``: after each successful job the output commit is mirrored to
+    ``url`` (``s3://BUCKET[/PREFIX][?endpoint=URL&region=R]``; see
+    :mod:`pps.egress`). Pachyderm's ``URL`` and ``object_storage.url`` both
+    land here."""
+
+    url: str
+
+
+@dataclass(frozen=True)
 class PipelineSpec:
     """A parsed, validated, defaulted pipeline spec.
 
@@ -356,6 +367,7 @@ class PipelineSpec:
     reprocess_spec: str = "until_success"
     salt: str = ""
     autoscaling: bool = False
+    egress: Egress | None = None
     metadata: Metadata = Metadata()
     extras: Mapping[str, Any] = field(default_factory=dict)
     update: bool = False
@@ -389,6 +401,8 @@ class PipelineSpec:
         d["reprocess_spec"] = self.reprocess_spec
         d["salt"] = self.salt
         d["autoscaling"] = self.autoscaling
+        if self.egress is not None:  # only when set: existing specs keep their spec_hash
+            d["egress"] = {"URL": self.egress.url}
         d["metadata"] = {
             "annotations": dict(self.metadata.annotations),
             "labels": dict(self.metadata.labels),
@@ -566,7 +580,7 @@ def spec_from_dict(raw: Any, default_project: str = DEFAULT_PROJECT) -> Pipeline
             "pipeline", "description", "transform", "input", "parallelism_spec",
             "resource_limits", "resource_requests", "datum_timeout", "datum_tries",
             "job_timeout", "output_branch", "reprocess_spec", "salt", "autoscaling",
-            "metadata", "update", "reprocess",
+            "metadata", "update", "reprocess", "egress",
             *_K8S_ONLY_TOP,
         ),
         _UNSUPPORTED_TOP,
@@ -626,11 +640,61 @@ def spec_from_dict(raw: Any, default_project: str = DEFAULT_PROJECT) -> Pipeline
         reprocess_spec=reprocess_spec,
         salt=_str(d.get("salt", ""), "salt"),
         autoscaling=_bool(d.get("autoscaling", False), "autoscaling"),
+        egress=_egress(d.get("egress")),
         metadata=_metadata(d.get("metadata")),
         extras=extras,
         update=_bool(d.get("update", False), "update"),
         reprocess=_bool(d.get("reprocess", False), "reprocess"),
     )
+
+
+def _egress(raw: Any) -> Egress | None:
+    """``egress`` as Pachyderm writes it: ``{"URL": ...}`` (also ``url``) or
+    ``{"object_storage": {"url": ...}}``; only S3 targets (``s3://``)."""
+    if raw is None:
+        return None
+    e = _obj(raw, "egress", 'an object like {"URL": "s3://bucket/prefix"}')
+    urls: list[tuple[str, Any]] = []
+    for key, value in e.items():
+        name = _snake(str(key))
+        if name in ("URL", "url"):
+            urls.append((f"egress.{key}", value))
+        elif name == "object_storage":
+            o = _obj(value, f"egress.{key}", 'an object like {"url": "s3://bucket/prefix"}')
+            for k, v in o.items():
+                if k not in ("url", "URL"):
+                    raise InvalidSpec(f"egress.{key}.{k}",
+                                      f'unknown field "egress.{key}.{k}" (did you mean "url"?)')
+                urls.append((f"egress.{key}.{k}", v))
+        elif name == "sql_database":
+            raise InvalidSpec(f"egress.{key}", f'field "egress.{key}" is not supported by tusk: '
+                                               "egress goes to S3 (egress.URL)")
+        else:
+            raise InvalidSpec(f"egress.{key}",
+                              f'unknown field "egress.{key}" (did you mean "egress.URL"?)')
+    if not urls:
+        raise InvalidSpec("egress.URL", 'egress needs a target: {"URL": "s3://bucket/prefix"}')
+    path, url = urls[0]
+    for other, value in urls[1:]:
+        if value != url:
+            raise InvalidSpec(other, f'"{path}" and "{other}" name different targets: keep one')
+    url = _str(url, path)
+    if not url.lower().startswith("s3://"):
+        scheme = url.split("://", 1)[0] + "://" if "://" in url else url
+        raise InvalidSpec(path, f'"{path}": tusk egresses to S3 only (s3://BUCKET/PREFIX), not '
+                                f"{_show(scheme)}")
+    from pfs.s3urls import check_endpoint_address, parse_s3_url
+
+    try:
+        loc = parse_s3_url(url)
+        if loc.endpoint:
+            # Literal addresses only here (no DNS while parsing); names are
+            # checked again when the job egresses.
+            check_endpoint_address(loc.endpoint, allow_private=True, resolve=False,
+                                   what="egress endpoint")
+    except InvalidArgument as exc:
+        raise InvalidSpec(path, f'"{path}": {exc}') from None
+    return Egress(url)
 
 
 def _transform(raw: Any) -> Transform:

@@ -16,6 +16,12 @@ object; nothing here touches metadata.
 
 Output is untrusted: see :meth:`DatumWorker._collect` for how links and
 special files under ``/pfs/out`` are handled without touching the host.
+
+Inputs with ``s3: true`` are not staged; with them or ``s3_out`` each run of
+the user code gets an S3 gateway (:mod:`pps.gateway`) from the injected
+factory, served on the sandbox's own loopback by the runner. Bucket ``out``
+writes into the same host output directory as ``/pfs/out``, so its objects
+are collected by the same code.
 """
 
 from __future__ import annotations
@@ -33,9 +39,10 @@ from pfs.blobs import BlobWriter, ChunkRef
 from pfs.errors import InvalidPath, TuskError
 from pfs.paths import clean_path
 from pfs.tree import DirEntry, FileEntry, Tree
+from pps.gateway import DatumGateway, GatewayFactory, S3Scope
 from pps.records import DatumInputRec, DatumResult, OutputFile, PlannedDatum
 from pps.runners import DatumRun, RunResult, Session
-from pps.spec import PipelineSpec
+from pps.spec import PFSInput, PipelineSpec
 
 LOG_TAIL = 64 * 1024
 PIECE = 4 * 1024 * 1024
@@ -54,7 +61,10 @@ class DatumWorker:
 
     def __init__(self, spec: PipelineSpec, session: Session, scratch: str,
                  tree_for: TreeFor, read_chunks: Callable[[list[ChunkRef]], Iterator[bytes]],
-                 writer: Callable[[], BlobWriter]) -> None:
+                 writer: Callable[[], BlobWriter], gateways: GatewayFactory | None = None
+                 ) -> None:
+        """``gateways``: makes a datum's S3 gateway (needed by ``pfs.s3`` inputs
+        and ``s3_out``; without it such datums fail saying so)."""
         self.spec = spec
         self.session = session
         self.scratch = scratch
@@ -63,6 +73,10 @@ class DatumWorker:
         self.new_writer = writer
         self.in_dir = os.path.join(scratch, "in")
         self.out_dir = os.path.join(scratch, "out")
+        self.gateways = gateways
+        #: Inputs read through S3 (not staged at /pfs/<name>).
+        self.s3_inputs = frozenset(leaf.name for leaf in spec.input.leaves()
+                                   if isinstance(leaf, PFSInput) and leaf.s3)
         self._step = _STAGE
         #: (job, datum) running now, for ``restart datum``; None between datums.
         self.current: tuple[str, str] | None = None
@@ -87,6 +101,8 @@ class DatumWorker:
         dirs: dict[str, str] = {}
         nbytes = 0
         for inp in inputs:
+            if inp.name in self.s3_inputs:
+                continue  # read through the gateway
             base = os.path.join(self.in_dir, inp.name)
             os.makedirs(base, exist_ok=True)
             dirs[inp.name] = base
@@ -118,7 +134,8 @@ class DatumWorker:
             "PPS_PROJECT_NAME": self.spec.pipeline.project,
         }
         for inp in d.inputs:
-            env[inp.name] = f"/pfs/{inp.name}{inp.path if inp.path != '/' else ''}"
+            if inp.name not in self.s3_inputs:  # an s3 input has no /pfs/<name>
+                env[inp.name] = f"/pfs/{inp.name}{inp.path if inp.path != '/' else ''}"
             env[f"{inp.name}_COMMIT"] = inp.commit
             if inp.join_on:
                 env[f"PACH_DATUM_{inp.name}_JOIN_ON"] = inp.join_on
@@ -196,8 +213,12 @@ class DatumWorker:
             res.logs.append((time.time(), "system", res.reason))
             return False
         env = self._env(job_id, d)
+        self._step = _RUN
+        gateway = self._gateway(d)
+        if gateway is not None:
+            env = {**gateway.env, **env}  # transform.env may point elsewhere on purpose
         run = DatumRun(cmd=tuple(t.cmd), stdin=_stdin(t.stdin), env=env, inputs=inputs,
-                       out_dir=self.out_dir, timeout=self.spec.datum_timeout)
+                       out_dir=self.out_dir, timeout=self.spec.datum_timeout, service=gateway)
         self._step = _RUN
         tp = time.monotonic()
         rr = self.session.run(run)
@@ -230,7 +251,8 @@ class DatumWorker:
             self._step = _RUN
             er = self.session.run(DatumRun(cmd=tuple(t.err_cmd), stdin=_stdin(t.err_stdin),
                                            env=env, inputs=inputs, out_dir=self.out_dir,
-                                           timeout=self.spec.datum_timeout))
+                                           timeout=self.spec.datum_timeout,
+                                           service=self._gateway(d)))
             _log_output(res, er)
             if er.error == "" and er.exit_code == 0:
                 res.state = "recovered"
@@ -239,6 +261,26 @@ class DatumWorker:
                                  "err_cmd succeeded: datum recovered (no output written)"))
                 return True
         return False
+
+    def _gateway(self, d: PlannedDatum) -> DatumGateway | None:
+        """A new S3 gateway for one run of ``d``'s code; None if it needs none.
+
+        Raises:
+            NoGateway: the datum needs one and this worker has no factory.
+        """
+        scoped: dict[str, list[DatumInputRec]] = {}
+        for inp in d.inputs:
+            if inp.name in self.s3_inputs:
+                scoped.setdefault(inp.name, []).append(inp)
+        if not scoped and not self.spec.s3_out:
+            return None
+        if self.gateways is None:
+            raise NoGateway("this worker was started without an S3 gateway for pipelines, "
+                            "which s3 inputs and s3_out need: run the pipeline in a tusk "
+                            "daemon or `tusk worker` (they provide one)")
+        return self.gateways(S3Scope(
+            inputs={k: tuple(v) for k, v in scoped.items()},
+            out_dir=self.out_dir if self.spec.s3_out else None))
 
     def _collect(self, d: PlannedDatum) -> tuple[list[OutputFile], int]:
         """Upload what the user code left under ``/pfs/out``.
@@ -275,6 +317,10 @@ class InputFile:
 
     entry: FileEntry
     tree: Tree
+
+
+class NoGateway(Exception):
+    """The datum needs an S3 gateway (s3 inputs, ``s3_out``) and none is wired."""
 
 
 class BadOutput(Exception):

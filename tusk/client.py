@@ -34,14 +34,18 @@ import queue
 import stat
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import IO, Any, Self, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Self, TypeVar
 
 import grpc
 from google.protobuf import empty_pb2, wrappers_pb2
 
 from pfs import errors
+from pfs.s3urls import S3Config as S3Config  # re-exported: the CLI builds one
 from tusk.api import pfs_pb2, pfs_pb2_grpc
 from tusk.pps_client import PPSMixin
+
+if TYPE_CHECKING:  # tusk.s3_import loads the S3 SDK (~0.3 s): only when used
+    from tusk.s3_import import Progress
 
 DEFAULT_ADDRESS = "127.0.0.1:1650"
 #: Size of one ModifyFile message (packed small files) and of one piece of a
@@ -734,6 +738,31 @@ class ModifyFile:
                     self._put_direct(store, path, local, append)
                     return
             self.put_file(path, f, append=append)
+
+    def put_file_from_s3(self, path: str, url: str, config: S3Config | None = None,
+                         append: bool = False, progress: Progress | None = None) -> None:
+        """Stream the object ``s3://BUCKET/KEY`` of any S3 server into ``path``.
+
+        The bytes pass through this process, never whole in memory (the daemon
+        fetches nothing). Endpoint, region and keys: ``config``'s, else the
+        URL's ``?endpoint=URL&region=R``, else the AWS variables of this
+        process's environment (``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``,
+        ``AWS_ACCESS_KEY_ID``...; see :meth:`pfs.s3urls.S3Config.for_url`).
+        A failure raises out of the block, which then commits nothing (see
+        :mod:`tusk.s3_import`).
+        """
+        from tusk.s3_import import put_file_from_s3
+
+        put_file_from_s3(self, path, url, config, append=append, progress=progress)
+
+    def put_files_from_s3(self, path: str, url: str, config: S3Config | None = None,
+                          append: bool = False, progress: Progress | None = None) -> int:
+        """Put every object under the prefix ``s3://BUCKET/PREFIX`` below the
+        directory ``path`` (``PREFIX/a/b`` lands at ``path/a/b``); returns the
+        number of files. Streamed like :meth:`put_file_from_s3`."""
+        from tusk.s3_import import put_files_from_s3
+
+        return put_files_from_s3(self, path, url, config, append=append, progress=progress)
 
     def _put_direct(self, store: Any, path: str, local: str, append: bool) -> None:
         from pfs.direct import put_local_file

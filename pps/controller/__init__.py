@@ -26,6 +26,7 @@ from typing import Any
 
 from pfs.api import PFS
 from pps.controller.queue import WorkQueue
+from pps.gateway import GatewayFactory
 from pps.jobs import Jobs
 from pps.runners import Runner
 from pps.spec import PipelineSpec
@@ -47,6 +48,8 @@ class ControllerEnv:
         notify: wake every waiter.
         tick: commit one cron tick (pipeline, cron input, epoch seconds).
         default_image: image for a transform without one.
+        s3_gateways: makes a datum's S3 gateway (``pfs.s3`` inputs,
+            ``s3_out``; see :mod:`pps.gateway`); None: such datums fail.
     """
 
     pfs: PFS
@@ -60,6 +63,7 @@ class ControllerEnv:
     notify: Callable[[], None]
     tick: Callable[[str, object, float], None]
     default_image: str
+    s3_gateways: GatewayFactory | None = None
 
 
 class Controller:

@@ -1,8 +1,9 @@
 """The master of one pipeline: drives its jobs, one at a time, in order.
 
 CREATED -> STARTING (wait for the input commits) -> RUNNING (plan, queue
-units, wait for them, re-queue lost ones) -> FINISHING (merge) -> SUCCESS,
-or FAILURE / UNRUNNABLE / KILLED with a reason. Every change of the job
+units, wait for them, re-queue lost ones) -> FINISHING (merge) ->
+[EGRESSING (mirror the finished output commit to S3, :mod:`pps.egress`)] ->
+SUCCESS, or FAILURE / UNRUNNABLE / KILLED with a reason. Every change of the job
 record is a compare-and-swap that gives up when the job became terminal
 meanwhile (``stop job``), so the master never resurrects a stopped job.
 """
@@ -18,12 +19,18 @@ from pps.controller.merge import counts, merge_outcome, write_output
 from pps.controller.planner import PFSSource, plan_job
 from pps.jobs import is_terminal
 from pps.model import JobState
-from pps.records import DatumIndexEntry, DatumResult, JobRec
+from pps.records import DatumIndexEntry, DatumResult, EgressManifest, JobRec
 
 if TYPE_CHECKING:
     from pps.controller import Controller
 
 log = logging.getLogger("tusk.pps")
+
+#: Egress tries per job, and the wait before the second (doubled after each):
+#: an outage of a few seconds costs nothing, a longer one fails the job with
+#: the reason, and `rerun pipeline` egresses again without reprocessing.
+EGRESS_TRIES = 3
+EGRESS_BACKOFF = 2.0
 
 
 def master_loop(ctl: Controller) -> None:
@@ -154,7 +161,10 @@ def _base_index(ctl: Controller, j: JobRec) -> list[DatumIndexEntry]:
     for prev in reversed(jobs.of_pipeline(ctl.name)):
         if prev.created >= j.created or prev.id == j.id:
             continue
-        if prev.state == JobState.SUCCESS.value and prev.output_branch == j.output_branch:
+        # A job that failed only in egress has a complete output and index.
+        complete = prev.state == JobState.SUCCESS.value or (
+            prev.state == JobState.FAILURE.value and prev.egress_failed)
+        if complete and prev.output_branch == j.output_branch:
             return jobs.index(ctl.name, prev.id)
     return []
 
@@ -207,15 +217,103 @@ def _finish(ctl: Controller, j: JobRec) -> None:
     if lost or outcome.failure:
         jobs.end(j, JobState.FAILURE, lost or outcome.failure, **tally)
         return
-    nj = jobs.advance(j, state=JobState.FINISHING.value, **tally)
-    if nj is None:
-        return
-    j = nj
-    c = pfs.get_commit(ctl.name, j.id)
-    if c is not None and c.finishing is None:
-        write_output(pfs, ctl.name, j.id, outcome, results)
-    jobs.put_index(ctl.name, j.id, outcome.index)
+    if j.state != JobState.EGRESSING.value:  # else merged before a restart
+        nj = jobs.advance(j, state=JobState.FINISHING.value, **tally)
+        if nj is None:
+            return
+        j = nj
+        c = pfs.get_commit(ctl.name, j.id)
+        if c is not None and c.finishing is None:
+            write_output(pfs, ctl.name, j.id, outcome, results)
+        jobs.put_index(ctl.name, j.id, outcome.index)
+    if ctl.spec.egress is not None:
+        nj = _egress(ctl, j, ctl.spec.egress.url)
+        if nj is None:
+            return
+        j = nj
     reason = ""
     if processed == 0 and recovered == 0 and j.data_total:
         reason = "there were no datums to process"
     jobs.end(j, JobState.SUCCESS, reason)
+
+
+def _previous_manifest(ctl: Controller, j: JobRec, url: str) -> EgressManifest | None:
+    """What the latest earlier egress of this pipeline to ``url`` left there."""
+    jobs = ctl.env.jobs
+    for prev in reversed(jobs.of_pipeline(ctl.name)):
+        if prev.created >= j.created or prev.id == j.id:
+            continue
+        m = jobs.egress_manifest(ctl.name, prev.id)
+        if m is not None and m.url == url:
+            return m
+    return None
+
+
+def _egress(ctl: Controller, j: JobRec, url: str) -> JobRec | None:
+    """EGRESSING: finish the output commit, then mirror it to ``url`` with
+    :data:`EGRESS_TRIES` tries. Returns the job record to end as a success,
+    or None when the job ended here (failed egress, killed) or the
+    controller stopped (a new master resumes the egress)."""
+    from pps.egress import EgressStopped, mirror  # the S3 SDK: only when egressing
+
+    jobs, pfs = ctl.env.jobs, ctl.env.pfs
+    # Egress reads a finished commit; downstream pipelines need not wait for it.
+    jobs.finish_output(j)
+    if j.state != JobState.EGRESSING.value:
+        nj = jobs.advance(j, state=JobState.EGRESSING.value)
+        if nj is None:
+            return None
+        j = nj
+    previous = _previous_manifest(ctl, j, url)
+    saved: list[EgressManifest] = []
+    checked = [time.monotonic()]
+
+    def save(m: EgressManifest) -> None:
+        saved[:] = [m]
+        jobs.put_egress_manifest(ctl.name, j.id, m)
+
+    def keep_going() -> bool:
+        # A stop job or stop pipeline ends the mirror between two files (the
+        # record is read at most once a second, not once per file).
+        if ctl.stopped:
+            return False
+        now = time.monotonic()
+        if now - checked[0] < 1.0:
+            return True
+        checked[0] = now
+        return _alive(ctl, j) is not None
+
+    delay = EGRESS_BACKOFF
+    for attempt in range(1, EGRESS_TRIES + 1):
+        try:
+            result = mirror(pfs, ctl.name, j.id, url, previous, save, keep_going)
+        except EgressStopped:
+            return None
+        except TuskError as e:
+            if saved:
+                previous = saved[0]
+            if attempt == EGRESS_TRIES:
+                jobs.end(j, JobState.FAILURE,
+                         f"egress to {url} failed after {EGRESS_TRIES} tries: {e}. The output "
+                         f"commit is complete; once the target works, `tusk rerun pipeline "
+                         f"{ctl.name}` egresses again without reprocessing datums",
+                         egress_failed=True)
+                return None
+            log.warning("pipeline %s job %s: egress try %d failed: %s", ctl.name, j.id,
+                        attempt, e)
+            nj = jobs.advance(j, reason=f"egress try {attempt} of {EGRESS_TRIES} failed, "
+                                        f"retrying in {delay:g}s: {e}")
+            if nj is None:
+                return None
+            j = nj
+            deadline = time.monotonic() + delay
+            while (left := deadline - time.monotonic()) > 0:
+                if ctl.stopped or _alive(ctl, j) is None:
+                    return None
+                ctl.wait(left)
+            delay *= 2
+            continue
+        log.info("pipeline %s job %s: egress to %s: %d uploaded, %d unchanged, %d deleted",
+                 ctl.name, j.id, url, result.uploaded, result.skipped, result.deleted)
+        return jobs.advance(j, reason="", stats={**j.stats, **result.stats()})
+    return None

@@ -3,7 +3,8 @@
 Pure logic over a datum source and the previous successful job's index: no
 metadata, no threads. A datum is skipped when the last successful job ran one
 with the same ID and hash (inputs and pipeline salt unchanged) and it
-succeeded (reference 2.4); its outputs are kept. Outputs of datums that are
+succeeded (reference 2.4); its outputs are kept. Nothing is skipped with
+``reprocess_spec: every_job`` or ``s3_out``. Outputs of datums that are
 gone, or run again, are deleted before the new outputs are merged.
 """
 
@@ -60,7 +61,10 @@ def plan_job(spec: PipelineSpec, salt: str, commits: Mapping[str, str], source: 
         base: the index of the last successful job, by datum ID (empty for
             none, or when every datum must run).
     """
-    no_skip = spec.reprocess_spec == "every_job"
+    # s3_out: as Pachyderm (noSkip), every datum runs again. Code writing
+    # through S3 (Spark, Kubeflow...) tends to write job-level results that
+    # are not a function of one datum's files, so reusing them would be wrong.
+    no_skip = spec.reprocess_spec == "every_job" or spec.s3_out
     process: list[PlannedDatum] = []
     skipped: list[DatumIndexEntry] = []
     current: set[str] = set()

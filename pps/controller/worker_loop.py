@@ -77,7 +77,7 @@ def worker_loop(ctl: Controller, index: int) -> None:
                     worker = DatumWorker(ctl.spec, session, os.path.join(scratch, "datum"),
                                          lambda repo, commit: _tree(ctl, repo, commit),
                                          lambda refs: _chunks(ctl, refs),
-                                         env.pfs.blobs.writer)
+                                         env.pfs.blobs.writer, env.s3_gateways)
                     ctl.datum_workers[index] = worker
                 run_unit(ctl, worker, claim, plans)
             except Exception as e:

@@ -8,7 +8,10 @@ every datum the worker claims, one after the other. Each datum sees
 * an empty, writable ``/pfs/out`` whose content lands in the host directory
   :attr:`DatumRun.out_dir` once the datum is over,
 * the environment, stdin, argv (never through a shell) and timeout the caller
-  built (Pachyderm's ``PACH_JOB_ID``, ``PACH_DATUM_ID``, input variables...).
+  built (Pachyderm's ``PACH_JOB_ID``, ``PACH_DATUM_ID``, input variables...),
+* optionally a :class:`LoopbackService` (the worker's S3 gateway) listening on
+  ``127.0.0.1:<port>`` of the sandbox's *own* loopback, while the sandbox
+  still has no network (:mod:`pps.runners.netns`).
 
 Two implementations:
 
@@ -35,12 +38,14 @@ Contract shared by every runner (and pinned by ``tests/test_runners.py``):
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 from typing import Protocol
 
 __all__ = [
     "OUTPUT_CAP",
     "DatumRun",
+    "LoopbackService",
     "RunResult",
     "Runner",
     "RunnerSpec",
@@ -84,6 +89,32 @@ class RunnerSpec:
             raise ValueError(f"cpus must be positive, not {self.cpus}")
 
 
+class LoopbackService(Protocol):
+    """A service the worker offers one datum inside its sandbox (the S3 gateway).
+
+    The session creates a socket listening on ``127.0.0.1:port`` inside the
+    sandbox's own network namespace before the user code starts, hands it to
+    :meth:`serve`, and calls :meth:`stop` once the user code is over and
+    before the datum's output is collected. A session that cannot do this
+    (no network namespace of its own, no privilege to enter one) fails the
+    datum with an error saying so, without running the user code.
+    """
+
+    @property
+    def port(self) -> int:
+        """The port the user code expects (the caller put it in the env)."""
+        ...
+
+    def serve(self, sock: socket.socket) -> None:
+        """Serve ``sock`` (listening; ownership passes here) from other threads."""
+        ...
+
+    def stop(self) -> None:
+        """Stop serving and close the socket. When it returns, no request of this
+        datum is being handled and none will be. Idempotent."""
+        ...
+
+
 @dataclass(frozen=True)
 class DatumRun:
     """One execution of the user code.
@@ -97,6 +128,8 @@ class DatumRun:
         out_dir: host directory (created if missing, expected empty) that
             receives what the user code wrote under ``/pfs/out``.
         timeout: ``datum_timeout`` in seconds; the user code is killed past it.
+        service: served on the sandbox's loopback during the datum (see
+            :class:`LoopbackService`); None for none.
     """
 
     cmd: tuple[str, ...]
@@ -105,6 +138,7 @@ class DatumRun:
     inputs: dict[str, str]
     out_dir: str
     timeout: float | None = None
+    service: LoopbackService | None = None
 
     def validate(self) -> None:
         """Raise ValueError when the request cannot be honoured by any runner."""

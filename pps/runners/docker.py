@@ -38,6 +38,7 @@ import select
 import shlex
 import shutil
 import signal
+import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -49,6 +50,7 @@ import requests.exceptions
 
 from pps.runners import DatumRun, RunnerSpec, RunResult
 from pps.runners._files import clear_dir, link_tree, move_children, read_tail
+from pps.runners.netns import NetnsError, listen_in_netns
 
 __all__ = ["LABEL", "SESSION_LABEL", "WORKDIR_LABEL", "DockerRunner", "DockerSession"]
 
@@ -205,6 +207,7 @@ class DockerSession:
         self._poll = select.poll()
         self._buf = b""
         self._oom_kills = -1
+        self._init_pid: int | None = None  # the container's init, as this host sees it
         self._closed = False
         self.start_error = ""
         try:
@@ -238,8 +241,20 @@ class DockerSession:
                 self._start_container()
             except _Failure as exc:
                 return RunResult(None, b"", b"", time.monotonic() - started, error=str(exc))
+        service = datum.service
+        if service is not None:
+            try:
+                service.serve(self._listen(service.port))
+            except (NetnsError, _Failure) as exc:
+                return RunResult(None, b"", b"", time.monotonic() - started,
+                                 error=f"could not serve the datum's S3 gateway: {exc}")
         try:
-            result = self._run_staged(datum, started)
+            try:
+                result = self._run_staged(datum, started)
+            finally:
+                # Before the output moves: no request may write into it later.
+                if service is not None:
+                    service.stop()
         finally:
             try:
                 self._unstage(datum)
@@ -279,6 +294,30 @@ class DockerSession:
         self.close()
 
     # ------------------------------------------------------------- one datum
+
+    def _listen(self, port: int) -> socket.socket:
+        """A socket listening on 127.0.0.1:``port`` of the container's own loopback.
+
+        The container keeps ``network_mode=none``: the socket is made inside
+        its network namespace (:mod:`pps.runners.netns`), found through the
+        pid of its init, checked to be in the container's cgroup.
+        """
+        if self.spec.network != "none":
+            raise _Failure(f"the container has network {self.spec.network!r}; a loopback "
+                           "service needs a container without network")
+        container = self._container
+        if self._init_pid is None:
+            try:
+                container.reload()
+                self._init_pid = int(container.attrs["State"]["Pid"])
+            except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+                raise _Failure(self.runner.unreachable(exc)) from exc
+            except (KeyError, TypeError, ValueError):
+                raise _Failure("the engine did not say the container's pid") from None
+        pid, cid = self._init_pid, str(container.id)
+        if pid <= 0:
+            raise _Failure(f"container {cid[:12]} is not running")
+        return listen_in_netns(pid, port, check=lambda: _in_container(pid, cid))
 
     def _run_staged(self, datum: DatumRun, started: float) -> RunResult:
         def result(exit_code: int | None, **kw: Any) -> RunResult:
@@ -645,6 +684,7 @@ class DockerSession:
         self._req_fd = self._resp_fd = -1
         self._buf = b""
         self._oom_kills = -1
+        self._init_pid = None
         container, self._container = self._container, None
         if container is not None:
             try:

@@ -13,8 +13,10 @@ Unlike a container, nothing persists between datums (``/tmp`` is new each time).
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
+import select
 import shutil
 import signal
 import subprocess
@@ -22,8 +24,9 @@ import tempfile
 import time
 from typing import Self
 
-from pps.runners import DatumRun, RunnerSpec, RunResult
+from pps.runners import DatumRun, LoopbackService, RunnerSpec, RunResult
 from pps.runners._files import read_tail
+from pps.runners.netns import NetnsError, listen_in_netns, netns_supported
 
 __all__ = ["ProcessRunner", "ProcessSession"]
 
@@ -67,6 +70,60 @@ def _user_args(user: str | None) -> list[str]:
     # A user namespace maps the chosen ids onto the caller's own: the code sees
     # uid/gid as asked, and files it writes belong to the worker on the host.
     return ["--unshare-user", "--uid", str(uid), "--gid", str(gid)]
+
+
+def _start_service(proc: subprocess.Popen[bytes], service: LoopbackService, info_r: int,
+                   block_w: int) -> str:
+    """Serve ``service`` inside the sandbox, then let the user code start.
+
+    Returns "" on success, else why not (the caller kills the sandbox). Closes
+    both descriptors.
+    """
+    try:
+        info = b""
+        deadline = time.monotonic() + 30.0
+        pid = 0
+        while not pid:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([info_r], [], [], left)[0]:
+                return "bubblewrap did not report its sandbox's pid in 30 s"
+            chunk = os.read(info_r, 4096)
+            if not chunk:
+                return "bubblewrap exited before reporting its sandbox's pid"
+            info += chunk
+            try:
+                pid = int(json.loads(info)["child-pid"])
+            except (ValueError, KeyError, TypeError):
+                continue  # not the whole object yet
+        try:
+            sock = listen_in_netns(pid, service.port, check=lambda: _parent_pid(pid) == proc.pid)
+        except NetnsError as exc:
+            return str(exc)
+        service.serve(sock)
+        os.write(block_w, b"x")
+        return ""
+    finally:
+        os.close(info_r)
+        os.close(block_w)
+
+
+def _parent_pid(pid: int) -> int:
+    """The parent of ``pid`` (0 if unknown): the sandbox's init is bwrap's child."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return 0
+    # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+    fields = stat[stat.rfind(b")") + 2:].split()
+    return int(fields[1]) if len(fields) > 1 else 0
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 class ProcessRunner:
@@ -174,6 +231,12 @@ class ProcessSession:
                 time.monotonic() - started,
                 error=f"input directory does not exist: {missing[0]}",
             )
+        if datum.service is not None:
+            why = ("the sandbox would share the host's network"
+                   if self.spec.network != "none" else netns_supported()[1])
+            if why:
+                return RunResult(None, b"", b"", time.monotonic() - started,
+                                 error=f"could not serve the datum's S3 gateway: {why}")
         os.makedirs(datum.out_dir, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self._work_dir, prefix="datum-") as scratch:
             return self._run_in(datum, scratch, user_args, started)
@@ -229,7 +292,16 @@ class ProcessSession:
         else:
             argv += ["--chdir", "/"]
         # Read-only like the rest of the image; /tmp and the binds keep their modes.
-        argv += ["--remount-ro", "/", "--", *datum.cmd]
+        argv += ["--remount-ro", "/"]
+        # A loopback service: bwrap reports the sandbox's pid on info_w, then
+        # waits on block_r while the service's socket is made in its network
+        # namespace; only then does the user code start.
+        info_r = info_w = block_r = block_w = -1
+        if datum.service is not None:
+            info_r, info_w = os.pipe()
+            block_r, block_w = os.pipe()
+            argv += ["--info-fd", str(info_w), "--block-fd", str(block_r)]
+        argv += ["--", *datum.cmd]
         env = {"PATH": DEFAULT_PATH, "HOME": "/tmp", **datum.env}
         out_path = os.path.join(scratch, "stdout")
         err_path = os.path.join(scratch, "stderr")
@@ -242,10 +314,13 @@ class ProcessSession:
                     stdout=out,
                     stderr=err,
                     env=env,
-                    pass_fds=(status_w,),
+                    pass_fds=tuple(fd for fd in (status_w, info_w, block_r) if fd >= 0),
                     start_new_session=True,  # its own process group, killed as one
                 )
             except OSError as exc:
+                for fd in (info_r, block_w):
+                    if fd >= 0:
+                        os.close(fd)
                 return RunResult(
                     None,
                     b"",
@@ -254,10 +329,20 @@ class ProcessSession:
                     error=f"could not run bubblewrap: {exc}",
                 )
             finally:
-                os.close(status_w)  # the child has its copy; EOF comes when it exits
+                # The child has its copies; EOF comes when it exits.
+                for fd in (status_w, info_w, block_r):
+                    if fd >= 0:
+                        os.close(fd)
             self._proc = proc
+            service_error = ""
+            if datum.service is not None:
+                service_error = _start_service(proc, datum.service, info_r, block_w)
             try:
-                proc.communicate(datum.stdin, timeout=datum.timeout)
+                if service_error:
+                    _kill(proc)
+                    proc.communicate(None if datum.stdin is None else b"", timeout=30)
+                else:
+                    proc.communicate(datum.stdin, timeout=datum.timeout)
             except subprocess.TimeoutExpired:
                 timed_out = True
                 try:
@@ -267,6 +352,12 @@ class ProcessSession:
                 proc.wait()
             finally:
                 self._proc = None
+                # Before the output is collected: no request may write into it later.
+                if datum.service is not None:
+                    datum.service.stop()
+        if service_error:
+            return RunResult(None, b"", b"", time.monotonic() - started,
+                             error=f"could not serve the datum's S3 gateway: {service_error}")
         with os.fdopen(os.dup(status_r), "rb") as f:
             status = f.read()
         stdout, stderr = read_tail(out_path), read_tail(err_path)
