@@ -16,7 +16,7 @@ Every problem is an :class:`~pps.errors.InvalidSpec` whose ``path`` names the fi
 Fields Pachyderm uses only to shape Kubernetes pods (``pod_patch``, ``tolerations``,
 ``scheduling_spec``, ``transform.debug``...) are accepted and kept verbatim in
 ``extras`` so a Pachyderm spec loads unchanged; fields whose behaviour tusk does not
-implement (``spout``, ``service``, ``s3_out``, ``transform.secrets``...)
+implement (``spout``, ``service``, ``transform.secrets``...)
 are rejected with a message saying so, rather than silently ignored.
 """
 
@@ -87,9 +87,9 @@ _K8S_ONLY_TOP = (
 )
 _K8S_ONLY_TRANSFORM = ("debug", "image_pull_secrets", "memory_volume", "dockerfile")
 # Real Pachyderm fields whose behaviour tusk does not implement.
-_UNSUPPORTED_TOP = ("spout", "service", "s3_out", "tf_job", "determined")
+_UNSUPPORTED_TOP = ("spout", "service", "tf_job", "determined")
 _UNSUPPORTED_TRANSFORM = ("secrets", "datum_batching")
-_UNSUPPORTED_PFS = ("s3", "trigger", "propagation_spec")
+_UNSUPPORTED_PFS = ("trigger", "propagation_spec")
 
 
 # --- value parsers (also used by the CLI and the server) ---------------------------
@@ -250,6 +250,10 @@ class PFSInput:
     lazy: bool = False
     empty_files: bool = False
     reference: bool = False
+    #: Not staged at /pfs/<name>: the user code reads bucket ``<name>`` of the
+    #: worker's S3 gateway (``S3_ENDPOINT``), which shows exactly the files
+    #: /pfs/<name> would have held.
+    s3: bool = False
 
 
 @dataclass(frozen=True)
@@ -368,6 +372,9 @@ class PipelineSpec:
     salt: str = ""
     autoscaling: bool = False
     egress: Egress | None = None
+    #: The user code writes its output to bucket ``out`` of the worker's S3
+    #: gateway; datums are never skipped (Pachyderm's noSkip).
+    s3_out: bool = False
     metadata: Metadata = Metadata()
     extras: Mapping[str, Any] = field(default_factory=dict)
     update: bool = False
@@ -403,6 +410,8 @@ class PipelineSpec:
         d["autoscaling"] = self.autoscaling
         if self.egress is not None:  # only when set: existing specs keep their spec_hash
             d["egress"] = {"URL": self.egress.url}
+        if self.s3_out:  # only when set: existing specs keep their spec_hash
+            d["s3_out"] = True
         d["metadata"] = {
             "annotations": dict(self.metadata.annotations),
             "labels": dict(self.metadata.labels),
@@ -475,6 +484,8 @@ def _input_to_dict(inp: Input) -> dict[str, Any]:
                 "lazy": p.lazy,
                 "empty_files": p.empty_files,
                 "reference": p.reference,
+                # Only when set: existing specs keep their spec_hash.
+                **({"s3": True} if p.s3 else {}),
             }
         }
     if inp.cron is not None:
@@ -580,7 +591,7 @@ def spec_from_dict(raw: Any, default_project: str = DEFAULT_PROJECT) -> Pipeline
             "pipeline", "description", "transform", "input", "parallelism_spec",
             "resource_limits", "resource_requests", "datum_timeout", "datum_tries",
             "job_timeout", "output_branch", "reprocess_spec", "salt", "autoscaling",
-            "metadata", "update", "reprocess", "egress",
+            "metadata", "update", "reprocess", "egress", "s3_out",
             *_K8S_ONLY_TOP,
         ),
         _UNSUPPORTED_TOP,
@@ -641,6 +652,7 @@ def spec_from_dict(raw: Any, default_project: str = DEFAULT_PROJECT) -> Pipeline
         salt=_str(d.get("salt", ""), "salt"),
         autoscaling=_bool(d.get("autoscaling", False), "autoscaling"),
         egress=_egress(d.get("egress")),
+        s3_out=_bool(d.get("s3_out", False), "s3_out"),
         metadata=_metadata(d.get("metadata")),
         extras=extras,
         update=_bool(d.get("update", False), "update"),
@@ -805,7 +817,7 @@ def _pfs(raw: Any, path: str, pipeline: PipelineRef) -> PFSInput:
         p,
         path,
         ("name", "repo", "repo_type", "branch", "glob", "join_on", "outer_join", "group_by",
-         "lazy", "empty_files", "reference", "project", "commit"),
+         "lazy", "empty_files", "reference", "project", "commit", "s3"),
         _UNSUPPORTED_PFS,
     )  # fmt: skip
     if not p.get("repo"):
@@ -834,6 +846,15 @@ def _pfs(raw: Any, path: str, pipeline: PipelineRef) -> PFSInput:
             "set another name for this input",
         )
     project = _project(p.get("project"), f"{path}.project", pipeline.project)
+    s3 = _bool(p.get("s3", False), f"{path}.s3")
+    for flag in ("lazy", "empty_files"):
+        if s3 and p.get(flag):
+            # As Pachyderm: both shape /pfs/<name>, which an s3 input does not have.
+            raise InvalidSpec(
+                f"{path}.{flag}",
+                f'"{path}.{flag}" cannot be set with "{path}.s3": an s3 input is read '
+                f"through the S3 gateway, not from /pfs/{input_name}; drop one of them",
+            )
     return PFSInput(
         name=input_name,
         repo=qualify(project, repo),
@@ -847,6 +868,7 @@ def _pfs(raw: Any, path: str, pipeline: PipelineRef) -> PFSInput:
         lazy=_bool(p.get("lazy", False), f"{path}.lazy"),
         empty_files=_bool(p.get("empty_files", False), f"{path}.empty_files"),
         reference=_bool(p.get("reference", False), f"{path}.reference"),
+        s3=s3,
     )
 
 
