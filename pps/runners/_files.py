@@ -64,7 +64,10 @@ def move_children(src: str, dst: str) -> None:
     """Move every entry of ``src`` into ``dst`` (created if missing), leaving ``src`` empty.
 
     A rename per top-level entry when both are on one filesystem, so collecting
-    a datum's output costs nothing per byte; a copy otherwise.
+    a datum's output costs nothing per byte; a copy otherwise. A directory of
+    ``src`` whose name is a real directory in ``dst`` already (the datum's S3
+    gateway wrote there: ``s3_out``) is merged into it; any other name that
+    exists in both fails.
     """
     os.makedirs(dst, exist_ok=True)
     with os.scandir(src) as it:
@@ -72,6 +75,10 @@ def move_children(src: str, dst: str) -> None:
     for entry in entries:
         target = os.path.join(dst, entry.name)
         if os.path.lexists(target):
+            if entry.is_dir(follow_symlinks=False) and os.path.isdir(target) \
+                    and not os.path.islink(target):
+                _merge_dir(src, entry.name, target)
+                continue
             raise FileExistsError(
                 errno.EEXIST, "output directory is not empty: refusing to overwrite", target
             )
@@ -86,6 +93,43 @@ def move_children(src: str, dst: str) -> None:
             else:
                 shutil.copy2(entry.path, target, follow_symlinks=False)
                 os.unlink(entry.path)
+
+
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _merge_dir(parent: str, name: str, dst: str) -> None:
+    """Move the entries of directory ``parent/name`` into the real directory ``dst``.
+
+    ``parent/name`` was written by user code that may still run and swap a
+    directory for a link: each level is opened with ``O_NOFOLLOW`` relative to
+    its parent's descriptor and renamed from through it, so no host path
+    outside it is ever touched.
+    """
+    pfd = os.open(parent, _DIR)
+    try:
+        _merge_at(pfd, name, dst)
+    finally:
+        os.close(pfd)
+
+
+def _merge_at(pfd: int, name: str, dst: str) -> None:
+    fd = os.open(name, _DIR, dir_fd=pfd)
+    try:
+        with os.scandir(fd) as it:
+            names = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+        for n, is_dir in names:
+            target = os.path.join(dst, n)
+            if os.path.lexists(target):
+                if is_dir and os.path.isdir(target) and not os.path.islink(target):
+                    _merge_at(fd, n, target)
+                    continue
+                raise FileExistsError(
+                    errno.EEXIST, "written both to /pfs/out and through S3 (bucket out)", target)
+            os.rename(n, target, src_dir_fd=fd)  # EXDEV is raised: no copy fallback here
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=pfd)
 
 
 def read_tail(path: str, cap: int = OUTPUT_CAP) -> bytes:
