@@ -12,6 +12,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -97,7 +98,7 @@ def test_out_bucket_writes_files_under_the_output_dir(out: tuple[OutBucket, _Gat
     b, _, root = out
     info = b.put_object("d/e/f.txt", [b"hel", b"lo"])
     assert info.size == 5 and info.etag == "5d41402abc4b2a76b9719d911017c592"  # md5("hello")
-    assert open(os.path.join(root, "d/e/f.txt"), "rb").read() == b"hello"
+    assert Path(root, "d/e/f.txt").read_bytes() == b"hello"
     assert b.head_object("d/e/f.txt").etag == info.etag
     assert [o.key for o in b.list_objects().objects] == ["d/e/f.txt"]
     b.delete_object("d/e/f.txt")
@@ -107,8 +108,7 @@ def test_out_bucket_writes_files_under_the_output_dir(out: tuple[OutBucket, _Gat
     p1 = b.upload_part(uid, 1, [b"a" * 10])
     p2 = b.upload_part(uid, 2, [b"b"])
     done = b.complete_multipart(uid, [(1, p1.etag), (2, p2.etag)])
-    assert done.etag.endswith("-2") and open(os.path.join(root, "big"), "rb").read() == \
-        b"a" * 10 + b"b"
+    assert done.etag.endswith("-2") and Path(root, "big").read_bytes() == b"a" * 10 + b"b"
     with pytest.raises(S3Error):
         b.put_object("a//b", [b"x"])
 
