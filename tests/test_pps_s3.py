@@ -310,3 +310,31 @@ def test_process_runner_serves_a_loopback_service_in_the_sandbox(tmp_path: Any) 
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", 9000), timeout=1).close()
     assert time.monotonic() - t0 < 5
+
+
+def test_s3_pipeline_under_the_process_runner(tmp_path: Any) -> None:
+    """bubblewrap: the same buckets, served in the sandbox's own namespace."""
+    runner = ProcessRunner()
+    ok, why = runner.available()
+    if not ok:
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    pfs = open_pfs(str(tmp_path / "data"))
+    pps = PPS(pfs, str(tmp_path / "scratch"), runner=runner,
+              s3_gateways=pfs_datum_gateways(pfs))
+    try:
+        pfs.create_repo("raw")
+        put(pfs, "raw", {"/a": b"abc"})
+        script = S3_PUT + 'put("/out/copy", get("/raw/a").upper())'
+        pps.create_pipeline({
+            "pipeline": {"name": "bw"},
+            "transform": {"cmd": ["/usr/bin/python3", "-c", script]},
+            "input": {"pfs": {"repo": "raw", "glob": "/", "s3": True}},
+            "s3_out": True,
+        })
+        wait_job(pps, "bw", pps.list_job("bw")[0].id)
+        assert files(pfs, "bw") == {"/copy": b"ABC"}
+    finally:
+        pps.close()
+        pfs.meta.close()
