@@ -21,7 +21,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
-from cli import refs
+from cli import lineage, refs
 from cli.common import (
     CLIError,
     Context,
@@ -376,23 +376,28 @@ def run_glob_file(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def run_inspect_file(ctx: Context, args: argparse.Namespace) -> int:
+    if args.lineage or args.downstream:
+        return lineage.run_file_lineage(ctx, args)
     p = printer(args)
     fref = refs.parse_file(args.file_ref)
     client = ctx.client()
     fi = client.inspect_file(fref.repo, fref.ref, fref.path or "/")
-    p.block(fi, lambda m: _file_block(p, m))
-    datum = fi.datum or fi.file.datum
-    if datum and not args.raw:
-        # Lineage beyond commits: the datum that wrote this file and the input
-        # files (with their commits) it was computed from.
+    # Lineage beyond commits: the datum that wrote this file and the input
+    # files (with their commits) it was computed from.
+    datum, d = fi.datum or fi.file.datum, None
+    if datum:
         from cli.common import api_errors
 
         try:
             d = client.inspect_datum(fi.file.commit.repo, fi.file.commit.id, datum)
         except api_errors().NotFound:
-            return 0  # the job's records are gone (pipeline deleted): the file info stands alone
-        for f in d.files:
-            print(f"Datum Input: {f.input} = {f.repo}@{f.commit}:{f.path}")
+            pass  # the job's records are gone (pipeline deleted): the file info stands alone
+    if args.raw:
+        p.data(lineage.raw_file_info(fi, d))
+        return 0
+    p.block(fi, lambda m: _file_block(p, m))
+    for f in d.files if d is not None else ():
+        print(f"Datum Input: {f.input} = {f.repo}@{f.commit}:{f.path}")
     return 0
 
 
@@ -595,6 +600,7 @@ def register(verbs: dict[str, Any]) -> None:
     p = noun_parser(verbs["inspect"], "file", run_inspect_file, "show a file's details")
     p.add_argument("file_ref", metavar="REPO@BRANCH-OR-COMMIT:PATH")
     add_output_flags(p)
+    lineage.add_lineage_flags(p)
 
     p = noun_parser(
         verbs["diff"],

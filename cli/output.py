@@ -184,7 +184,11 @@ class Printer:
 
     def message(self, msg: Any) -> None:
         """Print one message in the raw format (flushed, so streams stay live)."""
-        data = message_dict(msg)
+        self.data(message_dict(msg))
+
+    def data(self, data: dict[str, Any]) -> None:
+        """Print one JSON object in the raw format: a message's dict with
+        fields a command adds (``inspect file --raw``: the datum's inputs)."""
         if self.fmt == "yaml":
             import yaml
 

@@ -208,6 +208,25 @@ class PPSMixin:
             datum=pps_pb2.Datum(job=_job(pipeline, job), id=datum)))
         return r
 
+    def file_lineage(self, repo: str, ref: str, path: str, downstream: bool = False,
+                     max_depth: int = 0, max_nodes: int = 0) -> pps_pb2.LineageTree:
+        """The lineage of ``repo@ref:path`` as a tree (``pps.lineage``).
+
+        Upstream (the default): the datum that wrote the file, its input files,
+        and so on through every upstream pipeline to user commits.
+        ``downstream``: every datum that read it and the outputs they wrote,
+        through every pipeline below. ``max_depth`` (pipelines crossed, 0: 32)
+        and ``max_nodes`` (0: 10,000) bound the tree; nodes cut off say
+        ``truncated``.
+        """
+        from tusk.api import pfs_pb2
+
+        r: pps_pb2.LineageTree = self._pps_call("FileLineage", pps_pb2.FileLineageRequest(
+            file=pfs_pb2.File(commit=pfs_pb2.Commit(repo=repo, id=ref), path=path),
+            direction=pps_pb2.DOWNSTREAM if downstream else pps_pb2.UPSTREAM,
+            max_depth=max_depth, max_nodes=max_nodes))
+        return r
+
     def get_logs(self, pipeline: str, job: str | None = None, datum: str | None = None,
                  follow: bool = False, master: bool = False, worker: bool = False,
                  tail: int = 0, since: float = 0.0) -> Stream[pps_pb2.LogMessage]:

@@ -27,7 +27,7 @@ import grpc
 from google.protobuf import empty_pb2, struct_pb2
 
 from pfs import errors
-from pps import model
+from pps import lineage, model
 from pps.spec import parse_spec
 from tusk.api import pps_pb2, pps_pb2_grpc
 from tusk.server import _commit, _stream, _ts, _unary
@@ -135,6 +135,36 @@ def log_msg(line: model.LogLine) -> pps_pb2.LogMessage:
         worker=line.worker,
         master=line.master,
     )
+
+
+def _fill_lineage(msg: pps_pb2.LineageNode, node: lineage.LineageNode) -> None:
+    # Filled in place, top-down (children.add()): assigning built children
+    # would copy each subtree once per level above it.
+    msg.truncated, msg.repeated, msg.note = node.truncated, node.repeated, node.note
+    if node.file is not None:
+        f = node.file
+        msg.file.file.commit.repo, msg.file.file.commit.id = f.repo, f.commit
+        msg.file.file.path = f.path
+        msg.file.is_dir, msg.file.hash = f.is_dir, f.hash
+        msg.file.input, msg.file.user_data = f.input, f.user_data
+    elif node.datum is not None:
+        d = node.datum
+        if d.job:
+            msg.datum.datum.job.CopyFrom(_job(d.pipeline, d.job))
+        msg.datum.datum.id = d.id
+        known = d.state in model.DatumState._value2member_map_
+        msg.datum.state = pps_pb2.DatumState.Value(
+            _DATUM_STATE[model.DatumState(d.state)] if known else "UNKNOWN")
+    for c in node.children:
+        _fill_lineage(msg.children.add(), c)
+
+
+def lineage_msg(res: lineage.LineageResult) -> pps_pb2.LineageTree:
+    tree = pps_pb2.LineageTree(
+        nodes=res.nodes, truncated=res.truncated,
+        direction="DOWNSTREAM" if res.direction == lineage.Direction.DOWNSTREAM else "UPSTREAM")
+    _fill_lineage(tree.root, res.root)
+    return tree
 
 
 # --- messages -> core arguments ---------------------------------------------------
@@ -391,6 +421,24 @@ class PPSServicer:
                                       tail=req.tail, since=req.since_seconds):
             yield log_msg(line)
 
+    @_unary
+    def FileLineage(self, req: pps_pb2.FileLineageRequest, ctx: grpc.ServicerContext
+                    ) -> pps_pb2.LineageTree:
+        c = req.file.commit
+        if not c.repo:
+            raise errors.InvalidArgument("a file is required: REPO@REF:/PATH")
+        if req.max_depth < 0 or req.max_nodes < 0:
+            raise errors.InvalidArgument("max_depth and max_nodes must not be negative")
+        if req.max_nodes > lineage.MAX_NODES_LIMIT:
+            raise errors.InvalidArgument(
+                f"max_nodes is at most {lineage.MAX_NODES_LIMIT}: ask for a smaller tree "
+                "(or start from a file further down)")
+        q = lineage.Lineage(self.pps.pfs, self.pps.jobs)
+        query = q.downstream if req.direction == pps_pb2.DOWNSTREAM else q.upstream
+        return lineage_msg(query(c.repo, c.id or c.branch or "master", req.file.path or "/",
+                                 max_depth=req.max_depth or lineage.DEFAULT_MAX_DEPTH,
+                                 max_nodes=req.max_nodes or lineage.DEFAULT_MAX_NODES))
+
 
 # --- serving -------------------------------------------------------------------------
 
@@ -408,6 +456,7 @@ __all__ = [
     "PPSServicer",
     "datum_info_msg",
     "job_info_msg",
+    "lineage_msg",
     "log_msg",
     "pipeline_info_msg",
     "registrar",

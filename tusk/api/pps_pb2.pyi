@@ -45,6 +45,11 @@ class DatumState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SKIPPED: _ClassVar[DatumState]
     STARTING: _ClassVar[DatumState]
     RECOVERED: _ClassVar[DatumState]
+
+class LineageDirection(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    UPSTREAM: _ClassVar[LineageDirection]
+    DOWNSTREAM: _ClassVar[LineageDirection]
 PIPELINE_STATE_UNKNOWN: PipelineState
 PIPELINE_STARTING: PipelineState
 PIPELINE_RUNNING: PipelineState
@@ -69,6 +74,8 @@ SUCCESS: DatumState
 SKIPPED: DatumState
 STARTING: DatumState
 RECOVERED: DatumState
+UPSTREAM: LineageDirection
+DOWNSTREAM: LineageDirection
 
 class Pipeline(_message.Message):
     __slots__ = ("name",)
@@ -225,6 +232,56 @@ class LogMessage(_message.Message):
     worker: str
     master: bool
     def __init__(self, pipeline_name: _Optional[str] = ..., job_id: _Optional[str] = ..., datum_id: _Optional[str] = ..., ts: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stream: _Optional[str] = ..., message: _Optional[str] = ..., worker: _Optional[str] = ..., master: _Optional[bool] = ...) -> None: ...
+
+class LineageFile(_message.Message):
+    __slots__ = ("file", "is_dir", "hash", "input", "user_data")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    IS_DIR_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    USER_DATA_FIELD_NUMBER: _ClassVar[int]
+    file: _pfs_pb2.File
+    is_dir: bool
+    hash: str
+    input: str
+    user_data: bool
+    def __init__(self, file: _Optional[_Union[_pfs_pb2.File, _Mapping]] = ..., is_dir: _Optional[bool] = ..., hash: _Optional[str] = ..., input: _Optional[str] = ..., user_data: _Optional[bool] = ...) -> None: ...
+
+class LineageDatum(_message.Message):
+    __slots__ = ("datum", "state")
+    DATUM_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    datum: Datum
+    state: DatumState
+    def __init__(self, datum: _Optional[_Union[Datum, _Mapping]] = ..., state: _Optional[_Union[DatumState, str]] = ...) -> None: ...
+
+class LineageNode(_message.Message):
+    __slots__ = ("file", "datum", "children", "truncated", "repeated", "note")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    DATUM_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    REPEATED_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    file: LineageFile
+    datum: LineageDatum
+    children: _containers.RepeatedCompositeFieldContainer[LineageNode]
+    truncated: bool
+    repeated: bool
+    note: str
+    def __init__(self, file: _Optional[_Union[LineageFile, _Mapping]] = ..., datum: _Optional[_Union[LineageDatum, _Mapping]] = ..., children: _Optional[_Iterable[_Union[LineageNode, _Mapping]]] = ..., truncated: _Optional[bool] = ..., repeated: _Optional[bool] = ..., note: _Optional[str] = ...) -> None: ...
+
+class LineageTree(_message.Message):
+    __slots__ = ("root", "direction", "nodes", "truncated")
+    ROOT_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    root: LineageNode
+    direction: LineageDirection
+    nodes: int
+    truncated: bool
+    def __init__(self, root: _Optional[_Union[LineageNode, _Mapping]] = ..., direction: _Optional[_Union[LineageDirection, str]] = ..., nodes: _Optional[int] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class CreatePipelineRequest(_message.Message):
     __slots__ = ("spec_json", "update", "reprocess", "dry_run", "default_project")
@@ -383,3 +440,15 @@ class GetLogsRequest(_message.Message):
     tail: int
     since_seconds: float
     def __init__(self, pipeline: _Optional[_Union[Pipeline, _Mapping]] = ..., job: _Optional[str] = ..., datum: _Optional[str] = ..., follow: _Optional[bool] = ..., master: _Optional[bool] = ..., worker: _Optional[bool] = ..., tail: _Optional[int] = ..., since_seconds: _Optional[float] = ...) -> None: ...
+
+class FileLineageRequest(_message.Message):
+    __slots__ = ("file", "direction", "max_depth", "max_nodes")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    MAX_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    MAX_NODES_FIELD_NUMBER: _ClassVar[int]
+    file: _pfs_pb2.File
+    direction: LineageDirection
+    max_depth: int
+    max_nodes: int
+    def __init__(self, file: _Optional[_Union[_pfs_pb2.File, _Mapping]] = ..., direction: _Optional[_Union[LineageDirection, str]] = ..., max_depth: _Optional[int] = ..., max_nodes: _Optional[int] = ...) -> None: ...

@@ -123,6 +123,11 @@ class APIStub:
                 request_serializer=pps__pb2.GetLogsRequest.SerializeToString,
                 response_deserializer=pps__pb2.LogMessage.FromString,
                 _registered_method=True)
+        self.FileLineage = channel.unary_unary(
+                '/tusk.pps.API/FileLineage',
+                request_serializer=pps__pb2.FileLineageRequest.SerializeToString,
+                response_deserializer=pps__pb2.LineageTree.FromString,
+                _registered_method=True)
 
 
 class APIServicer:
@@ -237,6 +242,14 @@ class APIServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FileLineage(self, request, context):
+        """lineage: for an output file, the datums and input files it came from,
+        transitively; for an input file, every output computed from it
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_APIServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -324,6 +337,11 @@ def add_APIServicer_to_server(servicer, server):
                     servicer.GetLogs,
                     request_deserializer=pps__pb2.GetLogsRequest.FromString,
                     response_serializer=pps__pb2.LogMessage.SerializeToString,
+            ),
+            'FileLineage': grpc.unary_unary_rpc_method_handler(
+                    servicer.FileLineage,
+                    request_deserializer=pps__pb2.FileLineageRequest.FromString,
+                    response_serializer=pps__pb2.LineageTree.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -788,6 +806,33 @@ class API:
             '/tusk.pps.API/GetLogs',
             pps__pb2.GetLogsRequest.SerializeToString,
             pps__pb2.LogMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FileLineage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tusk.pps.API/FileLineage',
+            pps__pb2.FileLineageRequest.SerializeToString,
+            pps__pb2.LineageTree.FromString,
             options,
             channel_credentials,
             insecure,
