@@ -503,7 +503,8 @@ class _Request:
         self.xml(sxml.list_objects(self.bucket_name, page, prefix, delimiter, max_keys,
                                    enc == "url", v2, marker=q.get("marker", ""),
                                    continuation=token, start_after=q.get("start-after", ""),
-                                   next_token=next_token))
+                                   next_token=next_token,
+                                   fetch_owner=q.get("fetch-owner", "") == "true"))
 
     def _delete_objects(self) -> None:
         b = self.bucket()
