@@ -193,6 +193,17 @@ class BlobStore:
         self._cache: OrderedDict[bytes, bytes] = OrderedDict()
         self._cache_bytes = 0
         self._cache_limit = cache_bytes
+        #: Bytes of chunks this process appended to packs, and bytes of chunks
+        #: it found already stored (deduplicated), since it started: counters
+        #: for monitoring (``tusk.metrics``). Chunks clients copy themselves
+        #: (``pfs.direct``) are not counted.
+        self.bytes_written = 0
+        self.bytes_deduped = 0
+
+    def _count(self, written: int, deduped: int) -> None:
+        with self._lock:
+            self.bytes_written += written
+            self.bytes_deduped += deduped
 
     def writer(self) -> BlobWriter:
         """A writer for one upload stream (not shared between threads)."""
@@ -300,6 +311,7 @@ class BlobWriter:
                 ref = (h, size, hit[0], hit[1])
         if ref is not None:
             self.bytes_deduped += size
+            self._store._count(0, size)
             return ref
         if not self._pack_id:
             self._new_pack()
@@ -309,6 +321,7 @@ class BlobWriter:
         ref = (h, size, self._pack_id, off)
         self._local[h] = ref
         self.bytes_written += size
+        self._store._count(size, 0)
         if len(self._buf) >= PACK_TARGET:
             self._write_pack()
         return ref

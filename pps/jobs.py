@@ -49,6 +49,10 @@ class Jobs:
         self.meta = pfs.meta
         self.objects = pfs.objects
         self._notify = notify
+        #: Called with (pipeline, results) when a worker of this process has
+        #: recorded a unit's datum results (monitoring: ``tusk.metrics``
+        #: observes datum durations). Must not raise or block.
+        self.datum_observers: list[Callable[[str, Sequence[DatumResult]], None]] = []
 
     # -- records ------------------------------------------------------------------
 
@@ -109,6 +113,14 @@ class Jobs:
                 self.pfs.finish_commit(j.pipeline, j.id, error=error, force=True)
         except TuskError as e:
             log.warning("could not finish output commit %s@%s: %s", j.pipeline, j.id, e)
+
+    def datums_done(self, pipeline: str, results: Sequence[DatumResult]) -> None:
+        """Tell :attr:`datum_observers` a unit's datums are recorded."""
+        for observe in self.datum_observers:
+            try:
+                observe(pipeline, results)
+            except Exception:
+                log.exception("a datum observer failed")
 
     # -- objects ------------------------------------------------------------------
 

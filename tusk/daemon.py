@@ -25,11 +25,14 @@ from typing import TYPE_CHECKING
 
 from pfs import errors
 from pps.spec import DEFAULT_IMAGE
+from tusk.http import DEFAULT_HTTP_ADDRESS  # metrics (and later the web console), loopback
 
 if TYPE_CHECKING:
     import grpc
 
     from pfs.api import PFS
+    from tusk.http import HTTPServer
+    from tusk.metrics import DaemonMetrics
     from tusk.s3.server import S3Server
 
 DEFAULT_ADDRESS = "127.0.0.1:1650"
@@ -69,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
                         "none: every request is accepted unchecked)")
     d.add_argument("--s3-secret-key", default=os.environ.get("TUSK_S3_SECRET_KEY"),
                    help="its secret key (default: $TUSK_S3_SECRET_KEY)")
+    d.add_argument("--http-address", default=None,
+                   help="host:port serving /metrics (Prometheus) over HTTP ('' or 'off' "
+                        f"disables it; default: $TUSK_HTTP_ADDRESS or {DEFAULT_HTTP_ADDRESS}, "
+                        "skipped with a warning if that default is taken)")
     d.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     # One master per data set (tusk.election) and garbage collection (pfs.gc).
     d.add_argument("--no-wait", action="store_true",
@@ -170,10 +177,44 @@ def _start_s3(pfs: PFS, address: str, explicit: bool,
     return server, ""
 
 
+def _http_settings(args: argparse.Namespace) -> tuple[str, bool]:
+    """(address or "" for none, whether it was asked for explicitly)."""
+    explicit = args.http_address is not None or "TUSK_HTTP_ADDRESS" in os.environ
+    address = args.http_address if args.http_address is not None else os.environ.get(
+        "TUSK_HTTP_ADDRESS", DEFAULT_HTTP_ADDRESS)
+    if address.strip().lower() in ("", "off", "none", "0"):
+        address = ""
+    return address, explicit
+
+
+def _start_http(metrics: DaemonMetrics, address: str, explicit: bool
+                ) -> tuple[HTTPServer | None, str]:
+    """Serve /metrics; (server or None, error message if the daemon must stop)."""
+    if not address:
+        return None, ""
+    from tusk.http import HTTPServer
+
+    server = HTTPServer()
+    for pattern, handler in metrics.routes():
+        server.route(pattern, handler)
+    try:
+        server.serve(address)
+    except (OSError, ValueError) as exc:
+        msg = (f"cannot serve HTTP on {address} ({exc}): pick another --http-address, "
+               "or --http-address off")
+        if explicit:
+            return None, msg
+        print(f"tusk daemon: warning: {msg}; continuing without metrics",
+              file=sys.stderr, flush=True)
+        return None, ""
+    return server, ""
+
+
 def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str | None,
                gc_interval: float = 0.0, gc_grace: float = 3600.0,
                default_image: str = DEFAULT_IMAGE,
-               s3: tuple[str, bool, dict[str, str] | None] = ("", False, None)) -> int:
+               s3: tuple[str, bool, dict[str, str] | None] = ("", False, None),
+               http: tuple[str, bool] = ("", False)) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit code."""
     from pfs.api import open_pfs
     from pfs.gc import Collector
@@ -199,10 +240,13 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
         return 1
     # Before serving: GC tracks dedup hits from the first writer on.
     collector = Collector(pfs, gc_interval, gc_grace).start()
+    from tusk.metrics import DaemonMetrics
+
+    metrics = DaemonMetrics(pps)
     try:
         server, port = serve(pfs, address, registrars=[
             pps_registrar(pps), pachyderm_registrar(pps),
-            *(hook(pfs) for hook in EXTRA_SERVICES)])
+            *(hook(pfs) for hook in EXTRA_SERVICES)], interceptors=[metrics.interceptor()])
     except AddressInUse as exc:
         collector.stop()
         pps.close()
@@ -212,7 +256,11 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
     meta_desc = _describe(pfs.meta, metadata or os.path.join(data_dir, "meta.db"))
     storage_desc = storage or os.path.join(data_dir, "objects")
     s3_server, s3_error = _start_s3(pfs, *s3)
-    if s3_error:
+    http_server, http_error = _start_http(metrics, *http) if not s3_error else (None, "")
+    if s3_error or http_error:
+        s3_error = s3_error or http_error
+        if s3_server is not None:
+            s3_server.close()
         server.stop(0)
         collector.stop()
         pps.close()
@@ -220,6 +268,8 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
         return 1
     print(f"tusk daemon listening on {host}:{port} "
           f"(metadata: {meta_desc}, storage: {storage_desc})", file=sys.stderr, flush=True)
+    if http_server is not None:
+        print(f"tusk daemon: metrics on {http_server.url}/metrics", file=sys.stderr, flush=True)
 
     stop = threading.Event()
 
@@ -234,6 +284,8 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
         log.info("stopping (up to %.0f s for in-flight calls)", SHUTDOWN_GRACE)
         if s3_server is not None:
             s3_server.close()
+        if http_server is not None:
+            http_server.close()
         server.stop(SHUTDOWN_GRACE).wait()
     finally:
         for s, h in old.items():
@@ -308,7 +360,8 @@ def main(argv: list[str]) -> int:
     try:
         return run_daemon(args.data_dir, args.address, args.metadata, args.storage,
                           gc_interval=args.gc_interval, gc_grace=args.gc_grace,
-                          default_image=args.default_image, s3=_s3_settings(args))
+                          default_image=args.default_image, s3=_s3_settings(args),
+                          http=_http_settings(args))
     finally:
         master.resign()  # last: a successor starts only once this one has stopped
 

@@ -1070,7 +1070,8 @@ def channel_options() -> list[tuple[str, Any]]:
 
 
 def serve(pfs: PFS, address: str = "127.0.0.1:0", *, registrars: Sequence[Registrar] = (),
-          max_workers: int = 512) -> tuple[grpc.Server, int]:
+          max_workers: int = 512, interceptors: Sequence[grpc.ServerInterceptor] = (),
+          ) -> tuple[grpc.Server, int]:
     """Start a gRPC server for ``pfs`` (and any extra services) on ``address``.
 
     Args:
@@ -1080,6 +1081,8 @@ def serve(pfs: PFS, address: str = "127.0.0.1:0", *, registrars: Sequence[Regist
         max_workers: threads serving calls; each open stream (a subscription, a
             followed log, an upload) holds one while it lasts, so this bounds the
             open followers (threads start on demand: an idle daemon has few).
+        interceptors: wrap every call of every service (``tusk.metrics``
+            counts and times them).
 
     Returns:
         The started server and the port it is bound to.
@@ -1092,6 +1095,7 @@ def serve(pfs: PFS, address: str = "127.0.0.1:0", *, registrars: Sequence[Regist
         # SO_REUSEPORT (gRPC's default on Linux) would let a second daemon bind the
         # same port silently and split the traffic between the two.
         options=[*channel_options(), ("grpc.so_reuseport", 0)],
+        interceptors=list(interceptors),
     )
     pfs_pb2_grpc.add_APIServicer_to_server(  # type: ignore[no-untyped-call]
         PFSServicer(pfs), server)

@@ -146,6 +146,8 @@ def run_unit(ctl: Controller, worker: DatumWorker, claim: Claim, plans: _PlanCac
     if not ctl.queue.complete(claim, counts(results)):
         log.warning("pipeline %s: unit %d of job %s was handed to another worker while this "
                     "one ran it; its results are dropped", ctl.name, claim.unit, claim.job)
+    else:
+        env.jobs.datums_done(ctl.name, results)
     env.notify()
 
 
