@@ -144,9 +144,11 @@ def _s3_settings(args: argparse.Namespace) -> tuple[str, bool, dict[str, str] | 
     return address, explicit, creds
 
 
-def _start_s3(pfs: PFS, address: str, explicit: bool,
-              credentials: dict[str, str] | None) -> tuple[S3Server | None, str]:
-    """Start the S3 gateway; (server or None, error message if it must stop)."""
+def _start_s3(pfs: PFS, address: str, explicit: bool, credentials: dict[str, str] | None,
+              notes: list[str]) -> tuple[S3Server | None, str]:
+    """Start the S3 gateway; (server or None, error message if it must stop).
+    Lines for the operator go to ``notes``, printed after the daemon's
+    "listening" line (the first line is what scripts wait for)."""
     if not address:
         return None, ""
     from tusk.s3.multipart import MultipartStore
@@ -154,9 +156,9 @@ def _start_s3(pfs: PFS, address: str, explicit: bool,
     from tusk.s3.server import S3Server
 
     if credentials is None:
-        print("tusk daemon: the S3 gateway has no credentials (--s3-access-key/--s3-secret-key "
-              "or TUSK_S3_ACCESS_KEY/TUSK_S3_SECRET_KEY): it accepts every request unchecked",
-              file=sys.stderr, flush=True)
+        notes.append("tusk daemon: the S3 gateway has no credentials (--s3-access-key/"
+                     "--s3-secret-key or TUSK_S3_ACCESS_KEY/TUSK_S3_SECRET_KEY): it accepts "
+                     "every request unchecked")
     elif "" in credentials or "" in credentials.values():
         return None, "give both --s3-access-key and --s3-secret-key (or neither)"
     uploads = MultipartStore(pfs)
@@ -168,12 +170,11 @@ def _start_s3(pfs: PFS, address: str, explicit: bool,
                "or --s3-address off")
         if explicit:
             return None, msg
-        print(f"tusk daemon: warning: {msg}; continuing without the S3 gateway",
-              file=sys.stderr, flush=True)
+        notes.append(f"tusk daemon: warning: {msg}; continuing without the S3 gateway")
         return None, ""
     uploads.start_sweeper()
     host = address.rsplit(":", 1)[0] or "127.0.0.1"
-    print(f"tusk daemon: S3 gateway on http://{host}:{port}", file=sys.stderr, flush=True)
+    notes.append(f"tusk daemon: S3 gateway on http://{host}:{port}")
     return server, ""
 
 
@@ -255,7 +256,8 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
     host = address.rsplit(":", 1)[0]
     meta_desc = _describe(pfs.meta, metadata or os.path.join(data_dir, "meta.db"))
     storage_desc = storage or os.path.join(data_dir, "objects")
-    s3_server, s3_error = _start_s3(pfs, *s3)
+    notes: list[str] = []
+    s3_server, s3_error = _start_s3(pfs, *s3, notes)
     http_server, http_error = _start_http(metrics, *http) if not s3_error else (None, "")
     if s3_error or http_error:
         s3_error = s3_error or http_error
@@ -268,6 +270,8 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
         return 1
     print(f"tusk daemon listening on {host}:{port} "
           f"(metadata: {meta_desc}, storage: {storage_desc})", file=sys.stderr, flush=True)
+    for note in notes:
+        print(note, file=sys.stderr, flush=True)
     if http_server is not None:
         print(f"tusk daemon: metrics on {http_server.url}/metrics", file=sys.stderr, flush=True)
 
