@@ -1507,12 +1507,17 @@ class PFS:
         c, _, e = self._lookup(repo, ref, path)
         return self._file_info(repo, c, e)
 
-    def list_file(self, repo: str, ref: str, path: str = "/") -> Iterator[FileInfo]:
+    def list_file(self, repo: str, ref: str, path: str = "/",
+                  start_after: str | None = None) -> Iterator[FileInfo]:
+        """The immediate children of directory ``path`` in name order (a file:
+        just that file), lazily. ``start_after``: only children whose name
+        sorts after this name (seeking, so a page of a huge directory costs
+        about the page: the web console's file browser)."""
         c, tree, e = self._lookup(repo, ref, path)
         if isinstance(e, FileEntry):
             yield self._file_info(repo, c, e)
             return
-        for child in tree.list_dir(e.path):
+        for child in tree.list_dir(e.path, start_after):
             yield self._file_info(repo, c, child)
 
     def walk_file(self, repo: str, ref: str, path: str = "/") -> Iterator[FileInfo]:
