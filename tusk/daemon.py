@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import grpc
 
     from pfs.api import PFS
+    from pps.api import PPS
     from tusk.http import HTTPServer
     from tusk.metrics import DaemonMetrics
     from tusk.s3.server import S3Server
@@ -188,9 +189,10 @@ def _http_settings(args: argparse.Namespace) -> tuple[str, bool]:
     return address, explicit
 
 
-def _start_http(metrics: DaemonMetrics, address: str, explicit: bool
-                ) -> tuple[HTTPServer | None, str]:
-    """Serve /metrics; (server or None, error message if the daemon must stop)."""
+def _start_http(metrics: DaemonMetrics, address: str, explicit: bool,
+                pps: PPS | None = None) -> tuple[HTTPServer | None, str]:
+    """Serve /metrics and (given ``pps``) the web console's pages; (server or
+    None, error message if the daemon must stop)."""
     if not address:
         return None, ""
     from tusk.http import HTTPServer
@@ -198,6 +200,10 @@ def _start_http(metrics: DaemonMetrics, address: str, explicit: bool
     server = HTTPServer()
     for pattern, handler in metrics.routes():
         server.route(pattern, handler)
+    if pps is not None:
+        from tusk import console
+
+        console.register(server, pps.pfs, pps)
     try:
         server.serve(address)
     except (OSError, ValueError) as exc:
@@ -258,7 +264,7 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
     storage_desc = storage or os.path.join(data_dir, "objects")
     notes: list[str] = []
     s3_server, s3_error = _start_s3(pfs, *s3, notes)
-    http_server, http_error = _start_http(metrics, *http) if not s3_error else (None, "")
+    http_server, http_error = _start_http(metrics, *http, pps=pps) if not s3_error else (None, "")
     if s3_error or http_error:
         s3_error = s3_error or http_error
         if s3_server is not None:
@@ -273,7 +279,8 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
     for note in notes:
         print(note, file=sys.stderr, flush=True)
     if http_server is not None:
-        print(f"tusk daemon: metrics on {http_server.url}/metrics", file=sys.stderr, flush=True)
+        print(f"tusk daemon: metrics on {http_server.url}/metrics, console on "
+              f"{http_server.url}/", file=sys.stderr, flush=True)
 
     stop = threading.Event()
 
