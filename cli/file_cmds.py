@@ -12,16 +12,17 @@ the daemon fetches nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import os
 import re
 import sys
-import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from cli import lineage, refs
+from cli import progress as progress_
 from cli.common import (
     CLIError,
     Context,
@@ -121,56 +122,7 @@ def _s3_name(url: str) -> str:
     return "/" + (key or bucket)
 
 
-class _Progress:
-    """``--progress``: files and bytes so far, on stderr.
-
-    On a terminal one line is redrawn at most 10 times a second; otherwise
-    (a log) a line is printed every 2 seconds. The last line always follows
-    the upload. Hand-written rather than a progress-bar library: the total
-    is unknown while sources stream, so there is no bar to draw.
-    """
-
-    def __init__(self) -> None:
-        self.files = 0
-        self.bytes = 0
-        self._start = time.monotonic()
-        self._shown = 0.0
-        self._tty = sys.stderr.isatty()
-        self._every = 0.1 if self._tty else 2.0
-
-    def advance(self, nbytes: int) -> None:
-        self.bytes += nbytes
-        self._maybe_show()
-
-    def file_done(self, path: str) -> None:
-        self.files += 1
-        self._maybe_show()
-
-    def _maybe_show(self) -> None:
-        now = time.monotonic()
-        if now - self._shown >= self._every:
-            self._shown = now
-            self._show(final=False)
-
-    def _line(self) -> str:
-        secs = max(time.monotonic() - self._start, 1e-6)
-        files = "1 file" if self.files == 1 else f"{self.files} files"
-        return (f"{files}, {human_size(self.bytes)} "
-                f"({human_size(int(self.bytes / secs))}/s, {secs:.1f}s)")
-
-    def _show(self, final: bool) -> None:
-        if self._tty:
-            end = "\n" if final else ""
-            sys.stderr.write(f"\r\033[Kput file: {self._line()}{end}")
-        else:
-            sys.stderr.write(f"put file: {self._line()}\n")
-        sys.stderr.flush()
-
-    def finish(self) -> None:
-        self._show(final=True)
-
-
-def _counted(chunks: Iterable[bytes], progress: _Progress | None) -> Iterator[bytes]:
+def _counted(chunks: Iterable[bytes], progress: progress_.Transfer | None) -> Iterator[bytes]:
     for chunk in chunks:
         if progress is not None:
             progress.advance(len(chunk))
@@ -230,9 +182,42 @@ def run_put_file(ctx: Context, args: argparse.Namespace) -> int:
             plan.append((src, None))
         else:
             plan.append((src, refs.target_path(src, path, n, args.full_path)))
-    progress = _Progress() if args.progress else None
+    mode = progress_.choose(args.progress)
+    progress = None
+    if mode != "off":
+        total_bytes, total_files = _local_totals(sources)
+        progress = progress_.Transfer("put file", mode, total_bytes, total_files)
     s3 = _s3_config(args) if any(_is_s3(src) for src in sources) else None
-    with ctx.client().modify_file(target.repo, target.ref) as writer:
+    with contextlib.ExitStack() as stack:
+        if progress is not None:
+            # Closed before the commit's errors reach the user, so the message
+            # is not drawn over by the bar.
+            stack.callback(progress.close)
+        _put_sources(ctx, args, target.repo, target.ref, path, n, plan, s3, progress)
+    return 0
+
+
+def _local_totals(sources: list[str]) -> tuple[int | None, int | None]:
+    """Bytes and files of ``sources`` if all are local (None for what is unknown:
+    stdin, URLs, S3). Directories are walked once more for it, counting only."""
+    nbytes = nfiles = 0
+    for src in sources:
+        if src == "-" or _is_url(src) or _is_s3(src):
+            return None, None
+        if os.path.isdir(src):
+            for rel in _walk_dir(src):
+                nbytes += os.path.getsize(os.path.join(src, rel))
+                nfiles += 1
+        else:
+            nbytes += os.path.getsize(src)
+            nfiles += 1
+    return nbytes, nfiles
+
+
+def _put_sources(ctx: Context, args: argparse.Namespace, repo: str, ref: str, path: str | None,
+                 n: int, plan: list[tuple[str, str | None]], s3: Any,
+                 progress: progress_.Transfer | None) -> None:
+    with ctx.client().modify_file(repo, ref) as writer:
         for src, dst in plan:
             if _is_s3(src):
                 if dst is None:
@@ -246,10 +231,8 @@ def run_put_file(ctx: Context, args: argparse.Namespace) -> int:
                 root = refs.dir_target_root(src, path, n, args.full_path)
                 for rel, repo_path in refs.dir_targets(root, _walk_dir(src)):
                     local = os.path.join(src, rel)
-                    writer.put_file_from_path(repo_path, local, append=args.append)
-                    if progress is not None:
-                        progress.advance(os.path.getsize(local))
-                        progress.file_done(repo_path)
+                    writer.put_file_from_path(repo_path, local, append=args.append,
+                                              progress=progress)
             elif src == "-":
                 writer.put_file(dst, _counted(_stdin_chunks(), progress), append=args.append)
                 if progress is not None:
@@ -259,13 +242,7 @@ def run_put_file(ctx: Context, args: argparse.Namespace) -> int:
                 if progress is not None:
                     progress.file_done(dst)
             else:
-                writer.put_file_from_path(dst, src, append=args.append)
-                if progress is not None:
-                    progress.advance(os.path.getsize(src))
-                    progress.file_done(dst)
-    if progress is not None:
-        progress.finish()
-    return 0
+                writer.put_file_from_path(dst, src, append=args.append, progress=progress)
 
 
 # --- get file -----------------------------------------------------------------
@@ -279,7 +256,8 @@ def _writer(fd: int) -> Callable[[memoryview], None]:
     return write
 
 
-def _download(client: Any, repo: str, ref: str, path: str, dest: str, offset: int = 0) -> None:
+def _download(client: Any, repo: str, ref: str, path: str, dest: str, offset: int = 0,
+              progress: progress_.Transfer | None = None) -> None:
     """Stream one repo file into a local file (written to a temp name, then renamed)."""
     parent = os.path.dirname(dest)
     if parent:
@@ -287,14 +265,30 @@ def _download(client: Any, repo: str, ref: str, path: str, dest: str, offset: in
     tmp = f"{dest}.tusk-part"
     try:
         with open(tmp, "wb") as f:
-            client.read_file_into(repo, ref, path, _writer(f.fileno()), offset=offset)
+            client.read_file_into(repo, ref, path, _counting(_writer(f.fileno()), progress),
+                                  offset=offset)
         os.replace(tmp, dest)
+        if progress is not None:
+            progress.file_done(path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def _get_tree(client: Any, repo: str, ref: str, path: str, dest: str) -> int:
+def _counting(write: Callable[[memoryview], None], progress: progress_.Transfer | None
+              ) -> Callable[[memoryview], None]:
+    """``write`` that also tells ``progress`` how many bytes went by."""
+    if progress is None:
+        return write
+
+    def counted(view: memoryview) -> None:
+        write(view)
+        progress.advance(len(view))
+    return counted
+
+
+def _get_tree(client: Any, repo: str, ref: str, path: str, dest: str,
+              progress: progress_.Transfer | None = None) -> int:
     """Download every file at or below ``path`` (or every glob match) into ``dest``."""
     if _GLOB_CHARS.search(path):
         entries: Iterable[Any] = client.glob_file(repo, ref, path)
@@ -308,13 +302,14 @@ def _get_tree(client: Any, repo: str, ref: str, path: str, dest: str) -> int:
         if _is_dir(fi):
             if _GLOB_CHARS.search(path):
                 # A matched directory: download its whole subtree.
-                count += _get_tree(client, repo, ref, fi.file.path, _local(dest, "/", fi.file.path))
+                count += _get_tree(client, repo, ref, fi.file.path,
+                                   _local(dest, "/", fi.file.path), progress)
             continue
         if fi.file.path == base:  # the root of the request is a single file
             local = dest
         else:
             local = _local(dest, base, fi.file.path)
-        _download(client, repo, ref, fi.file.path, local)
+        _download(client, repo, ref, fi.file.path, local, progress=progress)
         count += 1
     if count == 0:
         os.makedirs(dest, exist_ok=True)
@@ -327,18 +322,47 @@ def _local(dest: str, base: str, repo_path: str) -> str:
     return os.path.join(dest, *rel.split("/")) if rel else dest
 
 
+def _get_progress(client: Any, args: argparse.Namespace, repo: str, ref: str, path: str
+                  ) -> progress_.Transfer | None:
+    """The progress of a ``get file``: bytes of a known total (``inspect_file``:
+    a file's size, or a directory's, which is the sum of its files'), files
+    counted for ``-r``; a glob's total is unknown until it is walked."""
+    # File content printed on the terminal and a bar on it would mix.
+    quiet = not args.output and sys.stdout.isatty()
+    mode = progress_.choose(args.progress, quiet=quiet)
+    if mode == "off":
+        return None
+    total: int | None = None
+    if not (args.recursive and _GLOB_CHARS.search(path)):
+        try:
+            total = max(client.inspect_file(repo, ref, path).size_bytes - args.offset, 0)
+        except api_errors().TuskError:
+            total = None  # the read itself reports what is wrong
+    return progress_.Transfer("get file", mode, total_bytes=total)
+
+
 def run_get_file(ctx: Context, args: argparse.Namespace) -> int:
     fref = refs.parse_file(args.file_ref)
     path = fref.path or "/"
     client = ctx.client()
+    if args.recursive and not args.output:
+        raise UsageError("get file -r needs a local directory: add -o DIR")
+    progress = _get_progress(client, args, fref.repo, fref.ref, path)
+    with contextlib.ExitStack() as stack:
+        if progress is not None:
+            stack.callback(progress.close)
+        _get(client, args, fref.repo, fref.ref, path, progress)
+    return 0
+
+
+def _get(client: Any, args: argparse.Namespace, repo: str, ref: str, path: str,
+         progress: progress_.Transfer | None) -> None:
     if args.recursive:
-        if not args.output:
-            raise UsageError("get file -r needs a local directory: add -o DIR")
-        _get_tree(client, fref.repo, fref.ref, path, args.output)
-        return 0
+        _get_tree(client, repo, ref, path, args.output, progress)
+        return
     if args.output:
-        _download(client, fref.repo, fref.ref, path, args.output, offset=args.offset)
-        return 0
+        _download(client, repo, ref, path, args.output, offset=args.offset, progress=progress)
+        return
     sys.stdout.flush()
     out = sys.stdout.buffer
     out.flush()
@@ -349,9 +373,10 @@ def run_get_file(ctx: Context, args: argparse.Namespace) -> int:
     except (AttributeError, OSError, ValueError):  # a captured stream (tests)
         def write(view: memoryview) -> None:
             out.write(view)
-    client.read_file_into(fref.repo, fref.ref, path, write, offset=args.offset)
+    client.read_file_into(repo, ref, path, _counting(write, progress), offset=args.offset)
     out.flush()
-    return 0
+    if progress is not None:
+        progress.file_done(path)
 
 
 # --- list / glob / inspect ----------------------------------------------------
@@ -563,11 +588,7 @@ def register(verbs: dict[str, Any]) -> None:
         action="store_true",
         help="name files by their whole source path instead of their basename",
     )
-    p.add_argument(
-        "--progress",
-        action="store_true",
-        help="show files and bytes uploaded so far on stderr",
-    )
+    progress_.add_progress_flags(p, "files and bytes uploaded so far")
     p.add_argument(
         "--s3-endpoint",
         metavar="URL",
@@ -588,6 +609,7 @@ def register(verbs: dict[str, Any]) -> None:
         "-o", "--output", metavar="PATH", help="write to this local file (directory with -r)"
     )
     p.add_argument("--offset", type=int, default=0, help="skip this many bytes")
+    progress_.add_progress_flags(p, "bytes (and files) downloaded so far")
 
     p = noun_parser(verbs["list"], "file", run_list_file, "list a directory's files")
     p.add_argument("file_ref", metavar="REPO@BRANCH-OR-COMMIT[:DIR]")

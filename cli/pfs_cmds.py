@@ -11,12 +11,14 @@ import argparse
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from cli import progress as progress_
 from cli import refs
 from cli.common import (
     COMMIT_SET_ID_RE,
     Context,
     UsageError,
     add_output_flags,
+    api_errors,
     noun_parser,
     printer,
 )
@@ -332,9 +334,30 @@ def run_wait_commit(ctx: Context, args: argparse.Namespace) -> int:
             p, client.inspect_commit_set(args.commit, wait=True), COMMIT_HEADER, commit_row
         )
     repo, ref = refs.parse_commit(args.commit)
-    ci = client.inspect_commit(repo, ref, wait="FINISHED")
+    mode = progress_.choose(args.progress, quiet=p.raw)
+    if mode == "off":
+        ci = client.inspect_commit(repo, ref, wait="FINISHED")
+    else:
+        ci = _wait_commit_with_progress(client, repo, ref, mode)
     p.block(ci, lambda m: commit_block(p, m))
     return 0
+
+
+def _wait_commit_with_progress(client: Any, repo: str, ref: str, mode: progress_.Mode) -> Any:
+    """Wait for a commit, showing its job's datums if a pipeline is computing it
+    (an output commit shares its job's ID), else a spinner."""
+    from cli import pps_cmds
+
+    cid = client.inspect_commit(repo, ref).commit.id
+    try:
+        client.inspect_job(repo, cid)
+    except api_errors().NotFound:  # a user commit (or the job is gone): nothing to count
+        with progress_.Spinner(f"wait commit {repo}@{cid}", mode):
+            return client.inspect_commit(repo, cid, wait="FINISHED")
+    with progress_.Datums(f"{repo}@{cid}", mode) as bar:
+        pps_cmds.wait_job_with(client, repo, cid, bar)
+    # The job is terminal once its output commit is finished, or about to be.
+    return client.inspect_commit(repo, cid, wait="FINISHED")
 
 
 def run_subscribe_commit(ctx: Context, args: argparse.Namespace) -> int:
@@ -520,6 +543,8 @@ def register(verbs: dict[str, Any]) -> None:
     )
     p.add_argument("commit", metavar="REPO@BRANCH-OR-COMMIT | ID")
     add_output_flags(p)
+    progress_.add_progress_flags(
+        p, "the datums done of the commit's job (a spinner for a user's commit)")
 
     p = noun_parser(
         verbs["subscribe"],

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from cli import progress as progress_
 from cli import refs
 from cli.common import (
     PLURALS,
@@ -685,11 +686,53 @@ def run_inspect_job(ctx: Context, args: argparse.Namespace) -> int:
 def run_wait_job(ctx: Context, args: argparse.Namespace) -> int:
     # Exit 0 whatever the final state (as pachctl): the state is printed.
     p = printer(args)
+    mode = progress_.choose(args.progress, quiet=p.raw)
     if _is_set_id(args.job):
-        _blocks(p, ctx.client().inspect_job_set(args.job, wait=True))
+        jobs = ctx.client().inspect_job_set(args.job, wait=True)
+        if mode != "off":
+            # Jobs arrive as each ends; gathered first, so no block is drawn over.
+            with progress_.Spinner(f"wait job set {args.job}", mode):
+                jobs = list(jobs)
+        _blocks(p, jobs)
         return 0
-    p.block(ctx.client().wait_job(*parse_job(args.job)), lambda m: job_block(p, m))
+    pipeline, job = parse_job(args.job)
+    if mode == "off":
+        ji = ctx.client().wait_job(pipeline, job)
+    else:
+        with progress_.Datums(f"{pipeline}@{job}", mode) as bar:
+            ji = wait_job_with(ctx.client(), pipeline, job, bar)
+    p.block(ji, lambda m: job_block(p, m))
     return 0
+
+
+#: How often a waiting bar asks for the job's counts.
+_POLL_SECONDS = 0.5
+
+
+def wait_job_with(client: Any, pipeline: str, job: str, bar: progress_.Datums) -> Any:
+    """Wait for a job to be terminal, showing its datums on ``bar``.
+
+    Blocks on the server's own wait, at most :data:`_POLL_SECONDS` at a time,
+    so the job's end is seen at once; between waits it reads the counts.
+    """
+    import tusk.client
+
+    ji = client.inspect_job(pipeline, job)
+    while not _terminal(ji):
+        _show_datums(bar, ji)
+        try:
+            ji = client.wait_job(pipeline, job, timeout=_POLL_SECONDS)
+        except tusk.client.DeadlineExceeded:
+            ji = client.inspect_job(pipeline, job)
+    _show_datums(bar, ji)
+    return ji
+
+
+def _show_datums(bar: progress_.Datums, ji: Any) -> None:
+    # Recovered datums are failed ones whose output was kept: done, like skipped.
+    done = ji.data_processed + ji.data_skipped + ji.data_failed + ji.data_recovered
+    total = ji.data_total
+    bar.update(min(done, total) if total else done, total, job_state(ji))
 
 
 def run_stop_job(ctx: Context, args: argparse.Namespace) -> int:
@@ -931,6 +974,7 @@ def register(verbs: dict[str, Any], sub: Any) -> None:
     )
     p.add_argument("job", metavar="PIPELINE@JOB|ID")
     add_output_flags(p)
+    progress_.add_progress_flags(p, "the job's datums done of its total")
 
     p = noun_parser(stop, "job", run_stop_job, "kill a running job")
     p.add_argument("job", metavar="PIPELINE@JOB")

@@ -720,14 +720,16 @@ class ModifyFile:
         self._add_piece(path, cur, append, False)
 
     def put_file_from_path(self, path: str, local_path: str | os.PathLike[str],
-                           append: bool = False) -> None:
+                           append: bool = False, progress: Progress | None = None) -> None:
         """Put a local file at ``path``.
 
         A large regular file takes the direct path where there is one
         (:meth:`Client.direct_target`): this process chunks it and writes the
         new chunks into the object store itself (a local directory, or S3
         through presigned uploads), and the daemon records the refs.
-        Anything else streams in 4 MiB pieces.
+        Anything else streams in 4 MiB pieces. ``progress`` hears of each
+        piece as it is read (of a direct put: of the whole file once stored,
+        which at ~1 GB/s is soon), then of the file.
         """
         local = os.fspath(local_path)
         with open(local, "rb") as f:
@@ -736,8 +738,16 @@ class ModifyFile:
                 store = self._client.direct_target()
                 if store is not None:
                     self._put_direct(store, path, local, append)
+                    if progress is not None:
+                        progress.advance(st.st_size)
+                        progress.file_done(path)
                     return
-            self.put_file(path, f, append=append)
+            if progress is None:
+                self.put_file(path, f, append=append)
+                return
+            self.put_file(path, _reported(iter(lambda: f.read(PIECE_BYTES), b""), progress),
+                          append=append)
+            progress.file_done(path)
 
     def put_file_from_s3(self, path: str, url: str, config: S3Config | None = None,
                          append: bool = False, progress: Progress | None = None) -> None:
@@ -823,6 +833,12 @@ class ModifyFile:
             self.close()
         else:
             self.abort()
+
+
+def _reported(pieces: Iterator[bytes], progress: Progress) -> Iterator[bytes]:
+    for piece in pieces:
+        progress.advance(len(piece))
+        yield piece
 
 
 def _slices(data: bytes) -> Iterator[bytes]:
