@@ -102,7 +102,10 @@ class PPS:
         self._runner_arg = runner
         self._runner: Runner | None = None
         self._lock = threading.RLock()
-        self._wake = threading.Condition(self._lock)
+        # Its own lock, never PPS's: notifiers run inside PFS's lock (commit
+        # hooks) while create_pipeline holds PPS's lock and then takes PFS's,
+        # so sharing one would deadlock the two.
+        self._wake = threading.Condition(threading.Lock())
         self._controllers: dict[str, Controller] = {}
         self._closed = False
         self._lease = 0
@@ -169,7 +172,7 @@ class PPS:
             self._closed = True
             ctrls = list(self._controllers.values())
             self._controllers.clear()
-            self._wake.notify_all()
+        self._notify()
         for c in ctrls:
             c.stop()
         if self._lease:
