@@ -5,6 +5,7 @@ and a pipeline (Docker) run. Plus the HTTP server's rules (GET/HEAD only,
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -38,8 +39,18 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonPro
     d = DaemonProc(tmp_path_factory.mktemp("metrics"),
                    args=["--http-address", f"127.0.0.1:{port}", "--s3-address", "off"])
     d.start()
+    url = f"http://127.0.0.1:{port}/metrics"
+    # start() waits for the gRPC port; the HTTP server is bound just after it.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=5).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the daemon's /metrics did not answer in 30 s"
+            time.sleep(0.05)
     try:
-        yield d, f"http://127.0.0.1:{port}/metrics"
+        yield d, url
     finally:
         d.close()
 
