@@ -211,6 +211,11 @@ class Client(PPSMixin):  # pipelines, jobs, datums, logs: tusk/pps_client.py
             ("grpc.min_reconnect_backoff_ms", 200),
             ("grpc.max_reconnect_backoff_ms", 1000),
             ("grpc.enable_retries", 0),
+            # A channel of its own: gRPC's global subchannel pool would hand a new
+            # Client the connection state of an older one to the same address, so
+            # right after a daemon restart it could fail at once with the old
+            # "connection refused" while that subchannel waits out its backoff.
+            ("grpc.use_local_subchannel_pool", 1),
         ])
         self._stub = pfs_pb2_grpc.APIStub(self._channel)  # type: ignore[no-untyped-call]
         self._direct: Any = _UNSET
