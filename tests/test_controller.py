@@ -477,3 +477,28 @@ def test_restart_datum_kills_and_reruns_without_using_a_try(make: Callable[..., 
     assert d.attempts == 1  # the killed attempt did not count
     with pytest.raises(Exception, match="not running"):
         s.pps.restart_datum("p", job, ["/a"])
+
+
+def test_a_finished_commit_never_waits_for_pps_lock(stack: Stack) -> None:
+    """PFS runs its commit hooks (PPS's wake-up) inside its own lock, and
+    create_pipeline takes PPS's lock and then PFS's: if the wake-up needed
+    PPS's lock the two would deadlock (seen as a 300 s hang under load)."""
+    holding = threading.Event()
+    release = threading.Event()
+
+    def hold_pps_lock() -> None:  # what create_pipeline does before taking PFS's lock
+        with stack.pps._lock:
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_pps_lock, daemon=True)
+    holder.start()
+    assert holding.wait(5)
+    finisher = threading.Thread(target=stack.put, args=("data", {"/a": b"a"}), daemon=True)
+    try:
+        finisher.start()  # finishes a commit: runs PPS's hook inside PFS's lock
+        finisher.join(5)
+        assert not finisher.is_alive(), "finishing a commit waited for PPS's lock"
+    finally:
+        release.set()
+        holder.join(5)
