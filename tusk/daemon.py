@@ -7,7 +7,10 @@ gracefully: in-flight calls get a few seconds to finish; an upload that does not
 finish is aborted, so nothing partial becomes visible.
 
 Only this module (and the CLI) read the environment: ``TUSK_DATA_DIR``,
-``TUSK_METADATA``, ``TUSK_STORAGE`` override the defaults, flags override both.
+``TUSK_METADATA``, ``TUSK_STORAGE``, ``TUSK_RUNNER`` (and the others each flag's
+help names) override the defaults, flags override both. ``deploy/``'s compose
+file and Kubernetes manifest pass these flags; ``tests/test_deploy.py`` parses
+their command lines with :func:`build_parser`, so renaming a flag fails there.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from pfs import errors
+from pps.runners import RUNNER_NAMES, Runner, RunnerUnavailable
 from pps.spec import DEFAULT_IMAGE
 from tusk.http import DEFAULT_HTTP_ADDRESS  # metrics (and later the web console), loopback
 
@@ -50,7 +54,18 @@ EXTRA_SERVICES: list[Callable[[PFS], Callable[[grpc.Server], None]]] = []
 log = logging.getLogger("tusk.daemon")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _add_runner_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runner", choices=RUNNER_NAMES,
+                   default=os.environ.get("TUSK_RUNNER", "auto"),
+                   help="how user code runs: docker (the pipeline's image, on the Docker "
+                        "engine at $DOCKER_HOST or /var/run/docker.sock), process (host "
+                        "binaries in bubblewrap; no engine needed) or auto (docker when an "
+                        "engine answers, else process); an explicit choice is checked at "
+                        "start (default: $TUSK_RUNNER or auto)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``tusk daemon`` and ``tusk worker`` (argv[0] is the verb)."""
     p = argparse.ArgumentParser(prog="tusk", description="tusk server processes")
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("daemon", help="serve the tusk API (foreground)")
@@ -90,18 +105,39 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--default-image", default=os.environ.get("TUSK_DEFAULT_IMAGE", DEFAULT_IMAGE),
                    help="image of a pipeline whose transform names none (default: "
                         f"$TUSK_DEFAULT_IMAGE or {DEFAULT_IMAGE}, Pachyderm's default)")
+    _add_runner_flag(d)
     w = sub.add_parser("worker", help="run datums for every pipeline, joining a daemon's "
                                       "deployment through its metadata and object stores")
     w.add_argument("--data-dir", default=os.environ.get("TUSK_DATA_DIR", DEFAULT_DATA_DIR),
                    help="scratch space and the dedup cache (default: $TUSK_DATA_DIR or ~/.tusk)")
     w.add_argument("--metadata", default=os.environ.get("TUSK_METADATA"),
-                   help="the daemon's metadata store URL (default: SQLite at DATA_DIR/meta.db)")
+                   help="the daemon's metadata store URL (default: $TUSK_METADATA or SQLite "
+                        "at DATA_DIR/meta.db)")
     w.add_argument("--storage", default=os.environ.get("TUSK_STORAGE"),
-                   help="the daemon's object store URL (default: DATA_DIR/objects)")
+                   help="the daemon's object store URL (default: $TUSK_STORAGE or "
+                        "DATA_DIR/objects)")
     w.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     w.add_argument("--default-image", default=os.environ.get("TUSK_DEFAULT_IMAGE", DEFAULT_IMAGE),
                    help="image of a pipeline whose transform names none (as the daemon's)")
+    _add_runner_flag(w)
     return p
+
+
+def _pick_runner(verb: str, name: str) -> tuple[Runner | None, str]:
+    """``--runner NAME`` as the runner PPS gets, or why it cannot be had.
+
+    ``auto`` stays lazy (None: PPS picks the best runner at the first datum,
+    so a daemon that only serves PFS needs neither); an explicit choice is
+    checked now, so a deployment without an engine or bubblewrap fails at
+    start with the reason instead of failing every datum."""
+    if name == "auto":
+        return None, ""
+    from pps.runners import runner_named
+
+    try:
+        return runner_named(name), ""
+    except (ValueError, RunnerUnavailable) as exc:
+        return None, f"tusk {verb}: --runner {name}: {exc}"
 
 
 def _describe(store: object, fallback: str) -> str:
@@ -221,8 +257,9 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
                gc_interval: float = 0.0, gc_grace: float = 3600.0,
                default_image: str = DEFAULT_IMAGE,
                s3: tuple[str, bool, dict[str, str] | None] = ("", False, None),
-               http: tuple[str, bool] = ("", False)) -> int:
-    """Serve until SIGTERM/SIGINT; returns the process exit code."""
+               http: tuple[str, bool] = ("", False), runner: Runner | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; returns the process exit code. ``runner``:
+    the one the daemon's workers use (the best available when None)."""
     from pfs.api import open_pfs
     from pfs.gc import Collector
     from tusk.server import AddressInUse, serve
@@ -240,7 +277,7 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
         pfs = open_pfs(data_dir, metadata_url=metadata, storage_url=storage)
         # PPS resumes its pipelines' masters and workers at once; datums are
         # staged under DATA_DIR/scratch.
-        pps = PPS(pfs, scratch_dir=os.path.join(data_dir, "scratch"),
+        pps = PPS(pfs, scratch_dir=os.path.join(data_dir, "scratch"), runner=runner,
                   default_image=default_image, s3_gateways=pfs_datum_gateways(pfs))
     except errors.TuskError as exc:
         print(f"tusk daemon: {exc}", file=sys.stderr)
@@ -310,7 +347,7 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
 
 
 def run_worker(data_dir: str, metadata: str | None, storage: str | None,
-               default_image: str = DEFAULT_IMAGE) -> int:
+               default_image: str = DEFAULT_IMAGE, runner: Runner | None = None) -> int:
     """``tusk worker``: claim and run datum units of every pipeline until
     SIGTERM/SIGINT. Workers are not masters: they never finish commits or
     plan jobs, so any number may run, on any host that reaches the stores."""
@@ -321,7 +358,7 @@ def run_worker(data_dir: str, metadata: str | None, storage: str | None,
     try:
         pfs = open_pfs(data_dir, metadata_url=metadata, storage_url=storage, recover=False)
         pps = PPS(pfs, scratch_dir=os.path.join(data_dir, "scratch", f"worker-{os.getpid()}"),
-                  role="worker", default_image=default_image,
+                  role="worker", default_image=default_image, runner=runner,
                   s3_gateways=pfs_datum_gateways(pfs))
     except errors.TuskError as exc:
         print(f"tusk worker: {exc}", file=sys.stderr)
@@ -344,12 +381,16 @@ def run_worker(data_dir: str, metadata: str | None, storage: str | None,
 
 def main(argv: list[str]) -> int:
     """Entry point for ``tusk daemon ...`` and ``tusk worker ...`` (argv[0] is the verb)."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runner, runner_error = _pick_runner(args.command, args.runner)
+    if runner_error:
+        print(runner_error, file=sys.stderr)
+        return 1
     if args.command == "worker":
         return run_worker(os.path.expanduser(args.data_dir), args.metadata, args.storage,
-                          default_image=args.default_image)
+                          default_image=args.default_image, runner=runner)
     # Become master for this data before anything touches it (opening the PFS
     # already recovers half-finished commits): see tusk.election.
     from tusk.election import become_master
@@ -372,7 +413,7 @@ def main(argv: list[str]) -> int:
         return run_daemon(args.data_dir, args.address, args.metadata, args.storage,
                           gc_interval=args.gc_interval, gc_grace=args.gc_grace,
                           default_image=args.default_image, s3=_s3_settings(args),
-                          http=_http_settings(args))
+                          http=_http_settings(args), runner=runner)
     finally:
         master.resign()  # last: a successor starts only once this one has stopped
 

@@ -44,6 +44,7 @@ from typing import Protocol
 
 __all__ = [
     "OUTPUT_CAP",
+    "RUNNER_NAMES",
     "DatumRun",
     "LoopbackService",
     "RunResult",
@@ -52,6 +53,7 @@ __all__ = [
     "RunnerUnavailable",
     "Session",
     "default_runner",
+    "runner_named",
 ]
 
 #: How much of each of stdout and stderr a :class:`RunResult` keeps (the tail).
@@ -262,6 +264,9 @@ class RunnerUnavailable(Exception):
     reasons: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
+        if len(self.reasons) == 1:  # one runner was asked for by name (runner_named)
+            ((name, why),) = self.reasons.items()
+            return f"the {name} runner cannot run user code here: {why}"
         lines = "; ".join(f"{name}: {why}" for name, why in self.reasons.items())
         return (
             "no step runner can run user code here "
@@ -291,3 +296,37 @@ def default_runner() -> Runner:
             return runner
         reasons[runner.name] = why
     raise RunnerUnavailable(reasons)
+
+
+#: What ``--runner`` of ``tusk daemon`` and ``tusk worker`` accepts.
+RUNNER_NAMES = ("auto", "docker", "process")
+
+
+def runner_named(name: str) -> Runner:
+    """The runner ``--runner NAME`` picks, checked now rather than at the first datum.
+
+    ``auto`` is :func:`default_runner`; ``docker`` and ``process`` are that
+    runner alone, never the other one as a fallback (a deployment that mounts
+    no Docker socket says ``process`` and so never looks for an engine).
+
+    Raises:
+        ValueError: ``name`` is not one of :data:`RUNNER_NAMES`.
+        RunnerUnavailable: the runner cannot work here; the message says why.
+    """
+    if name == "auto":
+        return default_runner()
+    runner: Runner
+    if name == "docker":
+        from pps.runners.docker import DockerRunner
+
+        runner = DockerRunner()
+    elif name == "process":
+        from pps.runners.process import ProcessRunner
+
+        runner = ProcessRunner()
+    else:
+        raise ValueError(f"unknown runner {name!r} (choose from {', '.join(RUNNER_NAMES)})")
+    ok, why = runner.available()
+    if not ok:
+        raise RunnerUnavailable({runner.name: why})
+    return runner
