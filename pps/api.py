@@ -36,7 +36,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from typing import Any, cast
 
 from pfs.api import PFS, CommitRec
@@ -69,7 +69,15 @@ from pps.model import (
     PipelineInfo,
     PipelineState,
 )
-from pps.records import DatumResult, JobRec, PipelineRec, PlannedDatum, update_record
+from pps.records import (
+    DatumIndexEntry,
+    DatumResult,
+    JobRec,
+    PipelineRec,
+    Plan,
+    PlannedDatum,
+    update_record,
+)
 from pps.runners import Runner
 from pps.spec import DEFAULT_IMAGE, CronInput, PipelineSpec, spec_from_dict
 
@@ -86,13 +94,17 @@ class PPS:
                  start: bool = True, role: str = "all",
                  default_image: str = DEFAULT_IMAGE, claim_ttl: float = CLAIM_TTL,
                  s3_gateways: GatewayFactory | None = None) -> None:
-        """``role="all"``: masters, cron and workers (the daemon). ``"worker"``:
-        only workers, for ``tusk worker`` processes that join a deployment
-        through the shared metadata and object stores. ``runner``: a runner
+        """``role="all"``: masters, cron and workers (the daemon). ``"master"``:
+        masters and cron but no workers, for a daemon whose datums all run in
+        ``tusk worker`` processes (``--no-workers``). ``"worker"``: only workers,
+        for ``tusk worker`` processes that join a deployment through the shared
+        metadata and object stores. ``runner``: a runner
         or a factory of one (the best available when None). ``claim_ttl``:
         seconds after which a silent worker's units go to others. ``s3_gateways``:
         makes the S3 gateway of a datum of a pipeline with ``pfs.s3`` inputs or
         ``s3_out`` (:mod:`pps.gateway`; ``tusk.s3.worker_scope`` has one)."""
+        if role not in ("all", "master", "worker"):
+            raise ValueError(f"role must be 'all', 'master' or 'worker', not {role!r}")
         self.pfs = pfs
         self.meta = pfs.meta
         self.objects = pfs.objects
@@ -115,11 +127,11 @@ class PPS:
         self._watch: Any = None
         self.jobs = Jobs(pfs, self._notify)
         self._env = ControllerEnv(
-            pfs=pfs, jobs=self.jobs, scratch_dir=scratch_dir, masters=role == "all",
+            pfs=pfs, jobs=self.jobs, scratch_dir=scratch_dir, masters=role != "worker",
             instance=self.instance, lease=lambda: self._lease, runner=self.runner,
             wait=self._wait, notify=self._notify, tick=self._tick, default_image=default_image,
             s3_gateways=s3_gateways)
-        if role == "all":
+        if role != "worker":
             pfs.txn_hooks.append(self._txn_hook)
             pfs.on_commit_finished.append(lambda c: self._notify())
             pfs.on_commits_created.append(lambda cs: self._notify())
@@ -392,7 +404,8 @@ class PPS:
                 return
             if old is not None:
                 old.stop(join=False)
-            ctrl = Controller(self._env, rec.name, rec.version, spec_from_dict(rec.spec))
+            ctrl = Controller(self._env, rec.name, rec.version, spec_from_dict(rec.spec),
+                              workers=0 if self.role == "master" else None)
             self._controllers[rec.name] = ctrl
             ctrl.start()
 
@@ -677,6 +690,8 @@ class PPS:
             yield from results
 
     def list_datum(self, pipeline: str, job: str) -> Iterator[DatumInfo]:
+        """The job's datums: those it ran (with their results), those still
+        pending, then those skipped (streamed from the index it updates)."""
         j = self._resolve_job(pipeline, job)
         plan = self.jobs.plan(pipeline, j.id)
         process = plan.process if plan is not None else ()
@@ -689,9 +704,32 @@ class PPS:
             if pd.id not in done:
                 yield DatumInfo(id=pd.id, pipeline=pipeline, job_id=j.id,
                                 state=DatumState.PENDING, files=pd.files(), hash=pd.hash)
-        for s in plan.skipped if plan is not None else ():
-            yield DatumInfo(id=s.id, pipeline=pipeline, job_id=j.id, state=DatumState.SKIPPED,
-                            files=s.datum_files(), hash=s.hash, outputs=s.outputs)
+        if plan is None:
+            return
+        for s in plan.skipped:
+            yield self._skipped_info(j, s)
+        for s in self._skipped(pipeline, plan, inputs):
+            yield self._skipped_info(j, s)
+
+    def _skipped(self, pipeline: str, plan: Plan, ran: Container[str]
+                 ) -> Iterator[DatumIndexEntry]:
+        """The skipped datums of a job planned against a base index: the base
+        index's datums it neither ran nor removed."""
+        if not plan.base:
+            return
+        di = self.jobs.datum_index(pipeline)
+        m = di.manifest(plan.base)
+        if m is None:
+            return
+        removed = set(plan.removed)
+        for e in di.entries(m):
+            if e.id not in ran and e.id not in removed:
+                yield e
+
+    @staticmethod
+    def _skipped_info(j: JobRec, s: DatumIndexEntry) -> DatumInfo:
+        return DatumInfo(id=s.id, pipeline=j.pipeline, job_id=j.id, state=DatumState.SKIPPED,
+                         files=s.datum_files(), hash=s.hash, outputs=s.outputs)
 
     def _datum_info(self, j: JobRec, r: DatumResult, pd: PlannedDatum | None) -> DatumInfo:
         return DatumInfo(id=r.id, pipeline=j.pipeline, job_id=j.id, state=DatumState(r.state),
@@ -700,7 +738,19 @@ class PPS:
                          outputs=tuple(o.path for o in r.outputs), stats=r.stats)
 
     def inspect_datum(self, pipeline: str, job: str, datum: str) -> DatumInfo:
-        for d in self.list_datum(pipeline, job):
+        j = self._resolve_job(pipeline, job)
+        plan = self.jobs.plan(pipeline, j.id)
+        if plan is not None and plan.base and datum and not any(
+                d.id.startswith(datum) for d in plan.process):
+            # A skipped datum: look in its shard of the index, not through
+            # every datum of the job.
+            di = self.jobs.datum_index(pipeline)
+            m = di.manifest(plan.base)
+            removed = set(plan.removed)
+            for e in di.find_prefix(m, datum) if m is not None else ():
+                if e.id not in removed:
+                    return self._skipped_info(j, e)
+        for d in self.list_datum(pipeline, j.id):
             if d.id == datum or d.id.startswith(datum):
                 return d
         raise DatumNotFound(pipeline, job, datum)

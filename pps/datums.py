@@ -54,10 +54,13 @@ __all__ = [
     "Datum",
     "DatumInput",
     "InputSource",
+    "LeafMaker",
     "Match",
     "datum_id",
     "enumerate_datums",
     "expand_key",
+    "join_key_rows",
+    "leaf_of",
 ]
 
 
@@ -227,48 +230,57 @@ def _rows(inp: Input, commits: Mapping[str, str], source: InputSource, path: str
     return _group(inp.group, commits, source, path)
 
 
-def _leaf(inp: Input, commits: Mapping[str, str], source: InputSource) -> Iterator[DatumInput]:
-    leaf: PFSInput | CronInput
+def leaf_of(inp: Input) -> PFSInput | CronInput:
+    """The pfs or cron input of a leaf node."""
     if inp.pfs is not None:
-        leaf = inp.pfs
-        join_t, group_t = leaf.join_on, leaf.group_by
-        reference, empty_files, lazy = leaf.reference, leaf.empty_files, leaf.lazy
-    else:
-        assert inp.cron is not None
-        leaf = inp.cron
-        join_t = group_t = ""
-        reference = empty_files = lazy = False
-    commit = commits.get(leaf.name)
-    if commit is None:
-        raise MissingInputCommit(leaf.name)
-    glob = compile_glob(leaf.glob)
-    need_groups = "$" in join_t or "$" in group_t
-    for m in source.glob(leaf.repo, commit, leaf.glob):
+        return inp.pfs
+    assert inp.cron is not None
+    return inp.cron
+
+
+class LeafMaker:
+    """Turns glob matches of one leaf input at one commit into datum inputs."""
+
+    def __init__(self, inp: Input, commit: str) -> None:
+        leaf = self.leaf = leaf_of(inp)
+        if inp.pfs is not None:
+            self.join_t, self.group_t = inp.pfs.join_on, inp.pfs.group_by
+            self.flags = (inp.pfs.reference, inp.pfs.empty_files, inp.pfs.lazy)
+        else:
+            self.join_t = self.group_t = ""
+            self.flags = (False, False, False)
+        self.commit = commit
+        self.glob = compile_glob(leaf.glob)
+        self.need_groups = "$" in self.join_t or "$" in self.group_t
+
+    def keys(self, path: str) -> tuple[str, str]:
+        """``(join_on, group_by)`` of a matched path (no trailing ``/``)."""
+        if not self.need_groups:
+            return self.join_t, self.group_t
+        groups = self.glob.match(path) or ()
+        return expand_key(self.join_t, path, groups), expand_key(self.group_t, path, groups)
+
+    def make(self, m: Match) -> DatumInput:
         p = m.path
         if len(p) > 1 and p.endswith("/"):
             p = p[:-1]  # keys and IDs see directories without their trailing "/"
-        join_on = group_by = ""
-        if need_groups:
-            groups = glob.match(p) or ()
-            join_on = expand_key(join_t, p, groups)
-            group_by = expand_key(group_t, p, groups)
-        else:
-            join_on, group_by = join_t, group_t
-        yield DatumInput(
-            name=leaf.name,
-            repo=leaf.repo,
-            branch=leaf.branch,
-            commit=commit,
-            path=p,
-            is_dir=m.is_dir,
-            hash=m.hash,
-            size=m.size,
-            join_on=join_on,
-            group_by=group_by,
-            reference=reference,
-            empty_files=empty_files,
-            lazy=lazy,
-        )
+        join_on, group_by = self.keys(p)
+        leaf = self.leaf
+        return DatumInput(name=leaf.name, repo=leaf.repo, branch=leaf.branch,
+                          commit=self.commit, path=p, is_dir=m.is_dir, hash=m.hash,
+                          size=m.size, join_on=join_on, group_by=group_by,
+                          reference=self.flags[0], empty_files=self.flags[1],
+                          lazy=self.flags[2])
+
+
+def _leaf(inp: Input, commits: Mapping[str, str], source: InputSource) -> Iterator[DatumInput]:
+    leaf = leaf_of(inp)
+    commit = commits.get(leaf.name)
+    if commit is None:
+        raise MissingInputCommit(leaf.name)
+    maker = LeafMaker(inp, commit)
+    for m in source.glob(leaf.repo, commit, leaf.glob):
+        yield maker.make(m)
 
 
 def _union(
@@ -300,12 +312,19 @@ def _join(
         outer.append(c.pfs.outer_join)
     keys = sorted(set().union(*(t.keys() for t in tables)))
     for key in keys:
-        present = [n for n, t in enumerate(tables) if key in t]
-        if len(present) < len(tables):
-            present = [n for n in present if outer[n]]
-            if not present:
-                continue
-        yield from itertools.product(*(tables[n][key] for n in present))
+        yield from join_key_rows(tables, outer, key)
+
+
+def join_key_rows(tables: Sequence[Mapping[str, Sequence[DatumInput]]], outer: Sequence[bool],
+                  key: str) -> Iterator[_Row]:
+    """The datums of one join key: the product of every child's inputs with
+    that key, or of the ``outer_join`` children's when some child lacks it."""
+    present = [n for n, t in enumerate(tables) if t.get(key)]
+    if len(present) < len(tables):
+        present = [n for n in present if outer[n]]
+        if not present:
+            return
+    yield from itertools.product(*(tables[n][key] for n in present))
 
 
 def _group(

@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from pfs.api import PFS
-from pfs.errors import ObjectNotFound, TuskError
+from pfs.errors import NotFound, ObjectNotFound, TuskError
 from pps import keys
+from pps.datum_index import DatumIndex
 from pps.errors import JobNotFound
 from pps.model import TERMINAL_JOB_STATES, JobState
 from pps.records import (
@@ -28,9 +29,7 @@ from pps.records import (
     JobRec,
     Plan,
     UnitDone,
-    decode_index,
     decode_results,
-    encode_index,
     update_record,
 )
 
@@ -49,6 +48,7 @@ class Jobs:
         self.meta = pfs.meta
         self.objects = pfs.objects
         self._notify = notify
+        self._indexes: dict[str, DatumIndex] = {}
         #: Called with (pipeline, results) when a worker of this process has
         #: recorded a unit's datum results (monitoring: ``tusk.metrics``
         #: observes datum durations). Must not raise or block.
@@ -139,12 +139,38 @@ class Jobs:
     def put_plan(self, pipeline: str, job: str, plan: Plan) -> None:
         self.objects.put(keys.plan_object(pipeline, job), plan.encode())
 
-    def index(self, pipeline: str, job: str) -> list[DatumIndexEntry]:
-        data = self._get(keys.index_object(pipeline, job))
-        return decode_index(data) if data is not None else []
+    def datum_index(self, pipeline: str) -> DatumIndex:
+        """The datum indexes of ``pipeline``'s jobs (kept: it caches shards)."""
+        di = self._indexes.get(pipeline)
+        if di is None:
+            di = self._indexes[pipeline] = DatumIndex(self.objects, pipeline)
+        return di
 
-    def put_index(self, pipeline: str, job: str, index: Sequence[DatumIndexEntry]) -> None:
-        self.objects.put(keys.index_object(pipeline, job), encode_index(index))
+    def index(self, pipeline: str, job: str) -> list[DatumIndexEntry]:
+        """Every entry of the job's datum index (empty when it has none)."""
+        di = self.datum_index(pipeline)
+        m = di.manifest(job)
+        return list(di.entries(m)) if m is not None else []
+
+    def put_index(self, pipeline: str, job: str, plan: Plan,
+                  puts: Sequence[DatumIndexEntry]) -> None:
+        """Write the job's index: its plan's base index with ``puts`` added
+        and the plan's removed datums taken out (only changed shards are
+        written).
+
+        Raises:
+            NotFound: the base job's index is gone (the job was deleted
+                while this one ran): the job must be planned again.
+        """
+        di = self.datum_index(pipeline)
+        base = None
+        if plan.base:
+            base = di.manifest(plan.base)
+            if base is None:
+                raise NotFound(f"the datum index of job {pipeline}@{plan.base}, which job "
+                               f"{job} was planned against, is gone (was that job deleted?)")
+        di.put_manifest(job, di.write(base, puts, plan.removed, plan.commits,
+                                      plan.fingerprint))
 
     def egress_manifest(self, pipeline: str, job: str) -> EgressManifest | None:
         """What the job's egress left in S3 (None if it has not egressed)."""

@@ -15,7 +15,8 @@ Objects (msgpack; per-datum data never goes into metadata)::
 
     pps/<pipeline>/<job>/plan                    Plan
     pps/<pipeline>/<job>/units/<unit:06d>-<try>  list of DatumResult (one attempt of a unit)
-    pps/<pipeline>/<job>/datums                  list of DatumIndexEntry (a successful job's index)
+    pps/<pipeline>/<job>/datums                  a successful job's datum index (its manifest)
+    pps/<pipeline>/shards/<hash>                 a shard of datum indexes (pps.datum_index)
     pps/<pipeline>/<job>/egress                  EgressManifest (what the job's egress left in S3)
 
 A unit moves queue -> claims -> done; each attempt writes its own results
@@ -136,6 +137,10 @@ def job_objects(pipeline: str, job_id: str) -> str:
 
 def index_object(pipeline: str, job_id: str) -> str:
     return f"pps/{_p(pipeline)}/{job_id}/datums"
+
+
+def index_shard(pipeline: str, digest: str) -> str:
+    return f"pps/{_p(pipeline)}/shards/{digest}"
 
 
 def egress_object(pipeline: str, job_id: str) -> str:

@@ -287,47 +287,61 @@ class DatumIndexEntry(NamedTuple):
         return tuple(DatumFile._make(f) for f in self.files)
 
 
-def encode_index(entries: Sequence[DatumIndexEntry]) -> bytes:
-    return _pack([e.encode() for e in entries])
-
-
-def decode_index(data: bytes) -> list[DatumIndexEntry]:
-    return [DatumIndexEntry.decode(v)
-            for v in msgpack.unpackb(data, raw=False, use_list=False)]
-
-
 @dataclass(frozen=True)
 class Plan:
     """What a job runs: the datums to process (split into units of
-    ``unit_size``), the ones skipped, and output paths to delete first."""
+    ``unit_size``) and output paths to delete first.
+
+    Attributes:
+        skipped: datums skipped, in plans written before the index was
+            sharded (newer plans leave skipped datums in the base index).
+        base: the job whose index this job's index updates ("" for none).
+        removed: IDs of the base index's datums that are gone.
+        total: datums of the job (processed and skipped).
+        commits: input name -> the input commit the job planned at.
+        fingerprint: of the input spec and salt (see the planner).
+    """
 
     process: tuple[PlannedDatum, ...]
     skipped: tuple[DatumIndexEntry, ...]
     unit_size: int
     delete: tuple[str, ...]
+    base: str = ""
+    removed: tuple[str, ...] = ()
+    total: int = -1
+    commits: dict[str, str] = field(default_factory=dict)
+    fingerprint: str = ""
 
     @property
     def units(self) -> int:
         return -(-len(self.process) // self.unit_size) if self.process else 0
+
+    @property
+    def data_total(self) -> int:
+        return self.total if self.total >= 0 else len(self.process) + len(self.skipped)
 
     def unit(self, n: int) -> tuple[PlannedDatum, ...]:
         return self.process[n * self.unit_size:(n + 1) * self.unit_size]
 
     def encode(self) -> bytes:
         return _pack({"process": [d.encode() for d in self.process],
-                              "skipped": [s.encode() for s in self.skipped],
-                              "unit_size": self.unit_size, "delete": list(self.delete)})
+                      "skipped": [s.encode() for s in self.skipped],
+                      "unit_size": self.unit_size, "delete": list(self.delete),
+                      "base": self.base, "removed": list(self.removed), "total": self.total,
+                      "commits": self.commits, "fingerprint": self.fingerprint})
 
     @staticmethod
     def decode(data: bytes, skipped: bool = True) -> Plan:
         """The plan in ``data``; ``skipped=False`` leaves the skipped datums
-        out (a worker needs only what it runs, and a job over 10^5 unchanged
-        files would decode them for nothing)."""
+        of an old plan out (a worker needs only what it runs)."""
         v = msgpack.unpackb(data, raw=False, use_list=False)
         return Plan(process=tuple(PlannedDatum.decode(d) for d in v["process"]),
                     skipped=tuple(DatumIndexEntry.decode(s) for s in v["skipped"])
                     if skipped else (),
-                    unit_size=int(v.get("unit_size") or 64), delete=tuple(v.get("delete", ())))
+                    unit_size=int(v.get("unit_size") or 64), delete=tuple(v.get("delete", ())),
+                    base=str(v.get("base") or ""), removed=tuple(v.get("removed") or ()),
+                    total=int(v.get("total", -1)), commits=dict(v.get("commits") or {}),
+                    fingerprint=str(v.get("fingerprint") or ""))
 
 
 # --- results ------------------------------------------------------------------------

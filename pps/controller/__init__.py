@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pfs.api import PFS
+from pps.controller.delta import KeyTables
 from pps.controller.queue import WorkQueue
 from pps.gateway import GatewayFactory
 from pps.jobs import Jobs
@@ -76,6 +77,8 @@ class Controller:
         self.version = version
         self.spec = spec
         self.queue = WorkQueue(env.pfs.meta, name)
+        #: Join/group inputs' matches by key, kept between jobs (planning).
+        self.key_tables = KeyTables()
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
         #: The datum workers of this process, by worker slot (restart datum).

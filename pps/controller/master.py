@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pfs.errors import NotFound, TuskError
-from pps.controller.merge import counts, merge_outcome, write_output
-from pps.controller.planner import PFSSource, plan_job
+from pfs.tree import FileEntry
+from pps.controller.merge import OwnerLookup, counts, merge_outcome, write_output
+from pps.controller.planner import Base, PFSSource, plan_job
 from pps.jobs import is_terminal
 from pps.model import JobState
-from pps.records import DatumIndexEntry, DatumResult, EgressManifest, JobRec
+from pps.records import DatumResult, EgressManifest, JobRec
 
 if TYPE_CHECKING:
     from pps.controller import Controller
@@ -142,21 +144,20 @@ def _plan(ctl: Controller, j: JobRec) -> JobRec | None:
         if cid is None:
             cid = pfs.resolve(repo, branch).id
         commits[leaf.name] = cid
-    base = {e.id: e for e in _base_index(ctl, j)}
-    plan = plan_job(ctl.spec, j.salt, commits, PFSSource(pfs), base)
+    plan = plan_job(ctl.spec, j.salt, commits, PFSSource(pfs), _base(ctl, j), ctl.key_tables)
     jobs.put_plan(ctl.name, j.id, plan)
     # The unit count is recorded before the units are queued: a master that
     # dies between the two finds the missing units lost, and queues them.
-    nj = jobs.advance(j, units=plan.units, data_total=len(plan.process) + len(plan.skipped),
-                      data_skipped=len(plan.skipped), state=JobState.RUNNING.value,
-                      started=time.time())
+    nj = jobs.advance(j, units=plan.units, data_total=plan.data_total,
+                      data_skipped=plan.data_total - len(plan.process),
+                      state=JobState.RUNNING.value, started=time.time())
     if nj is not None:
         ctl.queue.enqueue(j.id, plan.units)
     return nj
 
 
-def _base_index(ctl: Controller, j: JobRec) -> list[DatumIndexEntry]:
-    """Datums of the last successful job before ``j`` (reference 2.4)."""
+def _base(ctl: Controller, j: JobRec) -> Base | None:
+    """The index of the last successful job before ``j`` (reference 2.4)."""
     jobs = ctl.env.jobs
     for prev in reversed(jobs.of_pipeline(ctl.name)):
         if prev.created >= j.created or prev.id == j.id:
@@ -165,8 +166,10 @@ def _base_index(ctl: Controller, j: JobRec) -> list[DatumIndexEntry]:
         complete = prev.state == JobState.SUCCESS.value or (
             prev.state == JobState.FAILURE.value and prev.egress_failed)
         if complete and prev.output_branch == j.output_branch:
-            return jobs.index(ctl.name, prev.id)
-    return []
+            di = jobs.datum_index(ctl.name)
+            m = di.manifest(prev.id)
+            return Base(prev.id, di, m) if m is not None else None
+    return None
 
 
 def _all_results(ctl: Controller, j: JobRec) -> tuple[list[DatumResult], str]:
@@ -211,7 +214,7 @@ def _finish(ctl: Controller, j: JobRec) -> None:
     if plan is None:
         raise NotFound(f"the plan of job {ctl.name}@{j.id} is missing from the object store")
     processed, failed, recovered = counts(results)
-    outcome = merge_outcome(j.id, plan, results)
+    outcome = merge_outcome(j.id, plan, results, _owners(ctl, j))
     tally = {"data_processed": processed, "data_failed": failed,
              "data_recovered": recovered, "stats": outcome.stats or {}}
     if lost or outcome.failure:
@@ -225,7 +228,12 @@ def _finish(ctl: Controller, j: JobRec) -> None:
         c = pfs.get_commit(ctl.name, j.id)
         if c is not None and c.finishing is None:
             write_output(pfs, ctl.name, j.id, outcome, results)
-        jobs.put_index(ctl.name, j.id, outcome.index)
+        try:
+            jobs.put_index(ctl.name, j.id, plan, outcome.puts)
+        except NotFound as e:
+            jobs.end(j, JobState.FAILURE, f"{e}; run the job again with `tusk rerun pipeline "
+                     f"{ctl.name}`")
+            return
     if ctl.spec.egress is not None:
         nj = _egress(ctl, j, ctl.spec.egress.url)
         if nj is None:
@@ -235,6 +243,28 @@ def _finish(ctl: Controller, j: JobRec) -> None:
     if processed == 0 and recovered == 0 and j.data_total:
         reason = "there were no datums to process"
     jobs.end(j, JobState.SUCCESS, reason)
+
+
+def _owners(ctl: Controller, j: JobRec) -> OwnerLookup:
+    """Who wrote each of some paths in ``j``'s output commit before its merge
+    (lookups for a few paths, one walk for many)."""
+    def owners(paths: Sequence[str]) -> dict[str, str]:
+        tree = ctl.env.pfs.commit_tree(ctl.name, j.id)
+        if tree.root is None:
+            return {}
+        out: dict[str, str] = {}
+        if len(paths) > 2000:
+            wanted = set(paths)
+            for f in tree.files():
+                if f.path in wanted:
+                    out[f.path] = f.datum
+            return out
+        for p in paths:
+            e = tree.lookup(p)
+            if isinstance(e, FileEntry):
+                out[p] = e.datum
+        return out
+    return owners
 
 
 def _previous_manifest(ctl: Controller, j: JobRec, url: str) -> EgressManifest | None:

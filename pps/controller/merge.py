@@ -8,7 +8,7 @@ the job, as in Pachyderm.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pfs.api import PFS
@@ -23,13 +23,15 @@ class MergeOutcome:
         failure: why the job fails ("" when it succeeds).
         delete: output paths to delete (of removed or reprocessed datums, and
             not written again by this job).
-        index: the job's datum index, for the next job to skip against.
+        puts: index entries of the datums this job ran (and, for a plan of
+            the old format, the skipped ones): the job's index is its base
+            index with these added and the plan's removed datums taken out.
         stats: the datums' summed timings and byte counts.
     """
 
     failure: str
     delete: tuple[str, ...] = ()
-    index: tuple[DatumIndexEntry, ...] = ()
+    puts: tuple[DatumIndexEntry, ...] = ()
     stats: dict[str, float] | None = None
 
 
@@ -40,7 +42,13 @@ def counts(results: Sequence[DatumResult]) -> tuple[int, int, int]:
     return processed, failed, len(results) - processed - failed
 
 
-def merge_outcome(job: str, plan: Plan, results: Sequence[DatumResult]) -> MergeOutcome:
+#: Given output paths, the datum that wrote each one in the output commit as
+#: it is before the merge ("" for a file no datum wrote; absent: no file).
+OwnerLookup = Callable[[Sequence[str]], Mapping[str, str]]
+
+
+def merge_outcome(job: str, plan: Plan, results: Sequence[DatumResult],
+                  owners: OwnerLookup | None = None) -> MergeOutcome:
     stats: dict[str, float] = {}
     for r in results:
         for k, v in r.stats.items():
@@ -53,9 +61,19 @@ def merge_outcome(job: str, plan: Plan, results: Sequence[DatumResult]) -> Merge
     for s in plan.skipped:
         for p in s.outputs:
             owner[p] = s.id
+    # Outputs kept from skipped datums are found in the output commit itself
+    # (each file is tagged with its datum): a datum being replaced or removed
+    # gives its paths up.
+    replaced = {d.id for d in plan.process} | set(plan.removed)
+    paths = [o.path for r in results for o in r.outputs]
+    existing = owners(paths) if owners is not None and paths else {}
     for r in results:
         for o in r.outputs:
             other = owner.get(o.path)
+            if other is None:
+                tag = existing.get(o.path)
+                if tag and tag not in replaced:
+                    other = tag
             if other is not None and other != r.id:
                 return MergeOutcome(
                     f"output path {o.path} was written by two datums, {other[:12]} and "
@@ -63,13 +81,13 @@ def merge_outcome(job: str, plan: Plan, results: Sequence[DatumResult]) -> Merge
                     "after $PACH_DATUM_ID, and merge them in a downstream pipeline)", stats=stats)
             owner[o.path] = r.id
     planned = {d.id: d for d in plan.process}
-    index = list(plan.skipped) + [
+    puts = list(plan.skipped) + [
         DatumIndexEntry(id=r.id, hash=r.hash, state=r.state, job=job,
                         outputs=tuple(o.path for o in r.outputs),
                         files=planned[r.id].files() if r.id in planned else ())
         for r in results]
     delete = tuple(sorted(p for p in set(plan.delete) if p not in owner))
-    return MergeOutcome("", delete=delete, index=tuple(index), stats=stats)
+    return MergeOutcome("", delete=delete, puts=tuple(puts), stats=stats)
 
 
 def write_output(pfs: PFS, repo: str, commit: str, outcome: MergeOutcome,
