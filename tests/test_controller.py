@@ -502,3 +502,44 @@ def test_a_finished_commit_never_waits_for_pps_lock(stack: Stack) -> None:
     finally:
         release.set()
         holder.join(5)
+
+
+# --- roles: a daemon without workers, worker processes ---------------------------------
+
+
+def test_a_master_without_workers_leaves_every_datum_to_worker_processes(tmp_path: Any) -> None:
+    """``tusk daemon --no-workers`` (role "master") plans and merges but runs
+    no datum; a ``tusk worker`` (role "worker", its own PFS over the same
+    stores, as another process has) runs them all."""
+    def copy_and_say(datum: DatumRun) -> Act:
+        return Act(files=copy_inputs(datum).files, stdout=b"ran\n")
+
+    meta, blobs = MemoryMetadataStore(), BlobStore(MemoryObjectStore())
+    pfs = PFS(meta, blobs)
+    master_runner, worker_runner = FakeRunner(copy_and_say), FakeRunner(copy_and_say)
+    master = PPS(pfs, str(tmp_path / "m"), runner=master_runner, role="master",
+                 default_image="test/default:1")
+    worker: PPS | None = None
+    try:
+        pfs.create_repo("data")
+        with pfs.modify_file("data", "master") as w:
+            for name in ("a", "b", "c"):
+                w.put_file(f"/{name}", [name.encode()])
+        master.create_pipeline({"pipeline": {"name": "p"},
+                                "transform": {"image": "test/img:1", "cmd": ["user-code"]},
+                                "input": {"pfs": {"repo": "data", "glob": "/*"}}})
+        [job] = master.list_job("p")
+        wait_for(lambda: master.inspect_job("p", job.id).state == JobState.RUNNING)
+        time.sleep(0.3)  # time enough for a worker of the master's to claim a unit
+        assert master.inspect_job("p", job.id).data_processed == 0
+        worker = PPS(PFS(meta, blobs, recover=False), str(tmp_path / "w"), runner=worker_runner,
+                     role="worker", default_image="test/default:1")
+        done = master.inspect_job("p", job.id, wait=True, timeout=10)
+        assert (done.state, done.data_processed) == (JobState.SUCCESS, 3)
+        assert master_runner.specs == [] and len(worker_runner.specs) == 1
+        ran_by = [line.worker for line in master.get_logs("p", worker=True)]
+        assert ran_by == [worker.instance] * 3
+    finally:
+        if worker is not None:
+            worker.close()
+        master.close()

@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--default-image", default=os.environ.get("TUSK_DEFAULT_IMAGE", DEFAULT_IMAGE),
                    help="image of a pipeline whose transform names none (default: "
                         f"$TUSK_DEFAULT_IMAGE or {DEFAULT_IMAGE}, Pachyderm's default)")
+    d.add_argument("--no-workers", action="store_true",
+                   help="run no datums in the daemon: its masters plan jobs and merge "
+                        "results, and `tusk worker` processes (on this host or others) "
+                        "run every datum")
     _add_runner_flag(d)
     w = sub.add_parser("worker", help="run datums for every pipeline, joining a daemon's "
                                       "deployment through its metadata and object stores")
@@ -119,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     w.add_argument("--default-image", default=os.environ.get("TUSK_DEFAULT_IMAGE", DEFAULT_IMAGE),
                    help="image of a pipeline whose transform names none (as the daemon's)")
+    w.add_argument("--claim-ttl", type=float, default=None,
+                   help="seconds the work this worker claimed stays its own after it stops "
+                        "answering (crashed, cut off): then other workers run it again "
+                        "(its lease's TTL; etcd rounds up to whole seconds, at least 2; "
+                        "default 10)")
     _add_runner_flag(w)
     return p
 
@@ -257,9 +266,11 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
                gc_interval: float = 0.0, gc_grace: float = 3600.0,
                default_image: str = DEFAULT_IMAGE,
                s3: tuple[str, bool, dict[str, str] | None] = ("", False, None),
-               http: tuple[str, bool] = ("", False), runner: Runner | None = None) -> int:
-    """Serve until SIGTERM/SIGINT; returns the process exit code. ``runner``:
-    the one the daemon's workers use (the best available when None)."""
+               http: tuple[str, bool] = ("", False), runner: Runner | None = None,
+               workers: bool = True) -> int:
+    """Serve until SIGTERM/SIGINT; returns the process exit code. ``workers``:
+    False runs no datums here (``--no-workers``): ``tusk worker`` processes do.
+    ``runner``: the one the daemon's workers use (the best available when None)."""
     from pfs.api import open_pfs
     from pfs.gc import Collector
     from tusk.server import AddressInUse, serve
@@ -277,7 +288,8 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
         pfs = open_pfs(data_dir, metadata_url=metadata, storage_url=storage)
         # PPS resumes its pipelines' masters and workers at once; datums are
         # staged under DATA_DIR/scratch.
-        pps = PPS(pfs, scratch_dir=os.path.join(data_dir, "scratch"), runner=runner,
+        pps = PPS(pfs, scratch_dir=os.path.join(data_dir, "scratch"),
+                  role="all" if workers else "master", runner=runner,
                   default_image=default_image, s3_gateways=pfs_datum_gateways(pfs))
     except errors.TuskError as exc:
         print(f"tusk daemon: {exc}", file=sys.stderr)
@@ -347,18 +359,21 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
 
 
 def run_worker(data_dir: str, metadata: str | None, storage: str | None,
-               default_image: str = DEFAULT_IMAGE, runner: Runner | None = None) -> int:
+               default_image: str = DEFAULT_IMAGE, runner: Runner | None = None,
+               claim_ttl: float | None = None) -> int:
     """``tusk worker``: claim and run datum units of every pipeline until
     SIGTERM/SIGINT. Workers are not masters: they never finish commits or
-    plan jobs, so any number may run, on any host that reaches the stores."""
+    plan jobs, so any number may run, on any host that reaches the stores.
+    ``claim_ttl``: seconds its claims outlive it (None: PPS's default)."""
     from pfs.api import open_pfs
-    from pps.api import PPS
+    from pps.api import CLAIM_TTL, PPS
     from tusk.s3.worker_scope import pfs_datum_gateways
 
     try:
         pfs = open_pfs(data_dir, metadata_url=metadata, storage_url=storage, recover=False)
         pps = PPS(pfs, scratch_dir=os.path.join(data_dir, "scratch", f"worker-{os.getpid()}"),
-                  role="worker", default_image=default_image, runner=runner,
+                  role="worker", default_image=default_image,
+                  claim_ttl=claim_ttl if claim_ttl is not None else CLAIM_TTL, runner=runner,
                   s3_gateways=pfs_datum_gateways(pfs))
     except errors.TuskError as exc:
         print(f"tusk worker: {exc}", file=sys.stderr)
@@ -390,7 +405,8 @@ def main(argv: list[str]) -> int:
         return 1
     if args.command == "worker":
         return run_worker(os.path.expanduser(args.data_dir), args.metadata, args.storage,
-                          default_image=args.default_image, runner=runner)
+                          default_image=args.default_image, claim_ttl=args.claim_ttl,
+                          runner=runner)
     # Become master for this data before anything touches it (opening the PFS
     # already recovers half-finished commits): see tusk.election.
     from tusk.election import become_master
@@ -413,7 +429,8 @@ def main(argv: list[str]) -> int:
         return run_daemon(args.data_dir, args.address, args.metadata, args.storage,
                           gc_interval=args.gc_interval, gc_grace=args.gc_grace,
                           default_image=args.default_image, s3=_s3_settings(args),
-                          http=_http_settings(args), runner=runner)
+                          http=_http_settings(args), workers=not args.no_workers,
+                          runner=runner)
     finally:
         master.resign()  # last: a successor starts only once this one has stopped
 
