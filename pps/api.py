@@ -199,9 +199,17 @@ class PPS:
             if self._closed:
                 return
             try:
-                self.meta.keepalive(self._lease)
-            except NotFound:
-                self._lease = self.meta.grant_lease(self.claim_ttl)
+                try:
+                    self.meta.keepalive(self._lease)
+                except NotFound:
+                    # Expired: this host was cut off or paused past the TTL,
+                    # and its claims went to other workers. Claim on a new
+                    # lease; if that grant fails too (a flapping link), the
+                    # next round tries again: this thread must not end.
+                    old = self._lease
+                    self._lease = self.meta.grant_lease(self.claim_ttl)
+                    log.warning("lease %x expired (its claims went to other workers); "
+                                "claiming on lease %x", old, self._lease)
             except TuskError as e:
                 log.warning("lease keepalive failed: %s", e)
 

@@ -20,6 +20,7 @@ import pytest
 
 from pfs.api import PFS
 from pfs.blobs import BlobStore
+from pfs.errors import Unavailable
 from pfs.metadata import MemoryMetadataStore
 from pfs.objects import MemoryObjectStore
 from pps import keys
@@ -543,3 +544,49 @@ def test_a_master_without_workers_leaves_every_datum_to_worker_processes(tmp_pat
         if worker is not None:
             worker.close()
         master.close()
+
+
+class _FlakyGrants:
+    """A metadata store whose next ``fail`` lease grants fail as an unreachable
+    etcd's do; everything else goes to the wrapped store."""
+
+    def __init__(self, inner: MemoryMetadataStore) -> None:
+        self.inner = inner
+        self.fail = 0
+
+    def grant_lease(self, ttl: float) -> int:
+        if self.fail:
+            self.fail -= 1
+            raise Unavailable("etcd", "no route to host")
+        return self.inner.grant_lease(ttl)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_worker_whose_lease_expired_gets_a_new_one_even_if_the_first_grant_fails(
+        tmp_path: Any) -> None:
+    """A host cut off past its claim TTL finds its lease gone when it is back
+    (keepalive: NotFound) and must claim on a new one; if the link flaps and
+    that grant fails too, the keepalive thread must keep trying, or the worker
+    would claim on a dead lease for ever."""
+    meta = _FlakyGrants(MemoryMetadataStore())
+    pfs = PFS(meta, BlobStore(MemoryObjectStore()))  # type: ignore[arg-type]
+    pps = PPS(pfs, str(tmp_path / "s"), runner=FakeRunner(copy_inputs), claim_ttl=0.3,
+              default_image="test/default:1")
+    try:
+        old = pps.lease_id
+        meta.fail = 2
+        meta.inner.revoke_lease(old)  # expired while the host was cut off
+        wait_for(lambda: pps.lease_id != old and meta.fail == 0, timeout=5)
+        pfs.create_repo("data")
+        with pfs.modify_file("data", "master") as w:
+            w.put_file("/a", [b"a"])
+        pps.create_pipeline({"pipeline": {"name": "p"},
+                             "transform": {"image": "test/img:1", "cmd": ["user-code"]},
+                             "input": {"pfs": {"repo": "data", "glob": "/*"}}})
+        [job] = pps.list_job("p")
+        done = pps.inspect_job("p", job.id, wait=True, timeout=10)
+        assert (done.state, done.data_processed) == (JobState.SUCCESS, 1)
+    finally:
+        pps.close()
