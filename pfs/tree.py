@@ -78,6 +78,8 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -391,7 +393,30 @@ def _split(path: str) -> list[str]:
 # --- node encoding ------------------------------------------------------------
 
 
+#: Decoded nodes kept, by digest (nodes are content-addressed and immutable,
+#: so one node decoded once serves every tree and store that holds it). A
+#: worker looks up one path per datum: the same few index nodes and pages.
+_DECODED_MAX = 256
+_decoded: OrderedDict[bytes, tuple[Any, ...]] = OrderedDict()
+_decoded_lock = threading.Lock()
+
+
+def _digest_of(ref: NodeRef) -> bytes | None:
+    if isinstance(ref, bytes):
+        return ref
+    if isinstance(ref, (tuple, list)) and ref and isinstance(ref[0], bytes):
+        return ref[0]
+    return None
+
+
 def _load(store: NodeReader, ref: NodeRef) -> tuple[Any, ...]:
+    key = _digest_of(ref)
+    if key is not None:
+        with _decoded_lock:
+            hit = _decoded.get(key)
+            if hit is not None:
+                _decoded.move_to_end(key)
+                return hit
     # use_list=False: every array comes back as a tuple, so entries, chunk refs and
     # node refs compare equal however they were produced.
     node = msgpack.unpackb(store.get_node(ref), use_list=False, raw=False)
@@ -401,6 +426,11 @@ def _load(store: NodeReader, ref: NodeRef) -> tuple[Any, ...]:
             f"tree node has unsupported format version {version!r} "
             f"(this tusk reads version {FORMAT_VERSION}); upgrade tusk"
         )
+    if key is not None:
+        with _decoded_lock:
+            _decoded[key] = node
+            if len(_decoded) > _DECODED_MAX:
+                _decoded.popitem(last=False)
     return node
 
 

@@ -42,6 +42,7 @@ from pfs.tree import DirEntry, FileEntry, Tree
 from pps.gateway import DatumGateway, GatewayFactory, S3Scope
 from pps.records import DatumInputRec, DatumResult, OutputFile, PlannedDatum
 from pps.runners import DatumRun, RunResult, Session
+from pps.runners._files import clear_dir
 from pps.spec import PFSInput, PipelineSpec
 
 LOG_TAIL = 64 * 1024
@@ -86,14 +87,10 @@ class DatumWorker:
 
     def _reset_dirs(self) -> None:
         for d in (self.in_dir, self.out_dir):
-            if os.path.isdir(d):
-                for name in os.listdir(d):
-                    p = os.path.join(d, name)
-                    if os.path.isdir(p) and not os.path.islink(p):
-                        shutil.rmtree(p, onerror=_force_remove)
-                    else:
-                        os.unlink(p)
-            os.makedirs(d, exist_ok=True)
+            try:
+                _clear(d)
+            except FileNotFoundError:
+                os.makedirs(d, exist_ok=True)
         # User code may run as another uid: let it write /pfs/out.
         os.chmod(self.out_dir, 0o777)
 
@@ -545,6 +542,23 @@ def _log_output(res: DatumResult, rr: RunResult) -> None:
     for stream, data in (("stdout", rr.stdout), ("stderr", rr.stderr)):
         if data:
             res.logs.append((now, stream, data[-LOG_TAIL:].decode(errors="replace")))
+
+
+def _clear(d: str) -> None:
+    """Remove everything in directory ``d`` (:func:`pps.runners._files.clear_dir`);
+    what user code made unremovable (another uid's read-only directory) goes
+    through shutil.rmtree with permissions fixed."""
+    try:
+        clear_dir(d)
+    except PermissionError:
+        os.chmod(d, stat.S_IRWXU)
+        with os.scandir(d) as it:
+            entries = list(it)
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path, onerror=_force_remove)
+            else:
+                os.unlink(e.path)
 
 
 def _force_remove(func: Any, path: str, exc: Any) -> None:

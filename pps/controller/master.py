@@ -33,6 +33,8 @@ log = logging.getLogger("tusk.pps")
 #: the reason, and `rerun pipeline` egresses again without reprocessing.
 EGRESS_TRIES = 3
 EGRESS_BACKOFF = 2.0
+#: Seconds between two reads of a running job's unit records, per unit.
+SCAN_PER_UNIT = 0.001
 
 
 def master_loop(ctl: Controller) -> None:
@@ -102,8 +104,14 @@ def drive(ctl: Controller, j: JobRec) -> None:
         if nj is None:
             return
         j = nj
-    # RUNNING: wait for every unit, re-queueing units of dead workers.
+    # RUNNING: wait for every unit, re-queueing units of dead workers. The
+    # master wakes at every change; reading every unit's record at each
+    # wake-up would cost O(units) per unit, O(units^2) per job. So the done
+    # records are read at most every SCAN_PER_UNIT x units seconds (1 ms for
+    # a one-unit job, a second for a thousand units), and lost claims (which
+    # need a lease to expire first) are looked for at most every second.
     timeout = ctl.spec.job_timeout
+    scanned = lost_checked = 0.0
     while True:
         cur = _alive(ctl, j)
         if cur is None or ctl.stopped:
@@ -112,11 +120,19 @@ def drive(ctl: Controller, j: JobRec) -> None:
         if timeout and j.started and time.time() - j.started > timeout:
             kill(ctl, j, f"job exceeded its job_timeout ({timeout:g}s)")
             return
-        done, _ = _update_counts(ctl, j)
-        if done >= j.units:
-            break
-        ctl.queue.requeue_lost(j.id, j.units)
+        now = time.monotonic()
+        every = min(1.0, SCAN_PER_UNIT * j.units)
         wait = 5.0
+        if now - scanned >= every:
+            scanned = now
+            done, _ = _update_counts(ctl, j)
+            if done >= j.units:
+                break
+            if now - lost_checked >= 1.0:
+                lost_checked = now
+                ctl.queue.requeue_lost(j.id, j.units)
+        else:
+            wait = every - (now - scanned)
         if timeout and j.started:
             wait = max(0.05, min(wait, j.started + timeout - time.time()))
         ctl.wait(wait)

@@ -51,13 +51,30 @@ def link_tree(src: str, dst: str) -> None:
 
 
 def clear_dir(path: str) -> None:
-    """Remove everything inside ``path`` but keep ``path`` itself (a mount point)."""
+    """Remove everything inside ``path`` but keep ``path`` itself (a mount point).
+
+    One scandir per directory and no link followed: a datum's few files cost
+    a few system calls (shutil.rmtree's descriptor-safe walk costs several
+    times more, per datum)."""
     with os.scandir(path) as it:
-        for entry in it:
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path)
-            else:
-                os.unlink(entry.path)
+        entries = list(it)
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            clear_dir(entry.path)
+            os.rmdir(entry.path)
+        else:
+            os.unlink(entry.path)
+
+
+def remove_tree(path: str) -> None:
+    """Remove ``path`` and everything under it, if it exists (:func:`clear_dir`)."""
+    try:
+        clear_dir(path)
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except NotADirectoryError:
+        os.unlink(path)
 
 
 def move_children(src: str, dst: str) -> None:

@@ -49,7 +49,7 @@ import docker.errors
 import requests.exceptions
 
 from pps.runners import DatumRun, RunnerSpec, RunResult
-from pps.runners._files import clear_dir, link_tree, move_children, read_tail
+from pps.runners._files import clear_dir, link_tree, move_children, read_tail, remove_tree
 from pps.runners.netns import NetnsError, listen_in_netns
 
 __all__ = ["LABEL", "SESSION_LABEL", "WORKDIR_LABEL", "DockerRunner", "DockerSession"]
@@ -392,7 +392,10 @@ class DockerSession:
     def _unstage(self, datum: DatumRun) -> None:
         """Empty pfs/ and out/ again, handing the output to the caller."""
         for name in datum.inputs:
-            shutil.rmtree(os.path.join(self._pfs, name), ignore_errors=True)
+            try:
+                remove_tree(os.path.join(self._pfs, name))
+            except OSError:
+                shutil.rmtree(os.path.join(self._pfs, name), ignore_errors=True)
         for leftover in ("stdin", "stdout", "stderr"):
             try:
                 os.unlink(os.path.join(self._io, leftover))
@@ -698,8 +701,15 @@ class DockerSession:
 
 
 def _write(path: str, data: bytes) -> None:
+    # A new file, not a truncated one: ext4 (auto_da_alloc) flushes a file
+    # truncated and rewritten when it is closed, about 1 ms per datum here,
+    # against 40 us for unlink + create.
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
     # Readable by any uid the agent may run as (the usual umask leaves 0o644).
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         view = memoryview(data)
         while view:
