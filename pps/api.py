@@ -36,7 +36,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Container, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 from pfs.api import PFS, CommitRec
@@ -702,25 +702,30 @@ class PPS:
         pending, then those skipped (streamed from the index it updates)."""
         j = self._resolve_job(pipeline, job)
         plan = self.jobs.plan(pipeline, j.id)
-        process = plan.process if plan is not None else ()
-        inputs = {d.id: d for d in process}
-        done: set[str] = set()
-        for r in self._results(j):
-            done.add(r.id)
-            yield self._datum_info(j, r, inputs.get(r.id))
-        for pd in process:
-            if pd.id not in done:
+        # Unit by unit: a job of 10^5 datums starts streaming at once.
+        ran: set[str] = set()
+        listed: set[int] = set()
+        for unit, _, results in self.jobs.results(j) if plan is not None else ():
+            planned_here = {d.id: d for d in plan.unit(unit)} if plan is not None else {}
+            for r in results:
+                ran.add(r.id)
+                yield self._datum_info(j, r, planned_here.get(r.id))
+            if results:
+                listed.add(unit)
+        for n in range(plan.units if plan is not None else 0):
+            for pd in plan.unit(n) if plan is not None else ():
+                if n in listed and pd.id in ran:
+                    continue
                 yield DatumInfo(id=pd.id, pipeline=pipeline, job_id=j.id,
                                 state=DatumState.PENDING, files=pd.files(), hash=pd.hash)
         if plan is None:
             return
         for s in plan.skipped:
             yield self._skipped_info(j, s)
-        for s in self._skipped(pipeline, plan, inputs):
+        for s in self._skipped(pipeline, plan):
             yield self._skipped_info(j, s)
 
-    def _skipped(self, pipeline: str, plan: Plan, ran: Container[str]
-                 ) -> Iterator[DatumIndexEntry]:
+    def _skipped(self, pipeline: str, plan: Plan) -> Iterator[DatumIndexEntry]:
         """The skipped datums of a job planned against a base index: the base
         index's datums it neither ran nor removed."""
         if not plan.base:
@@ -729,9 +734,9 @@ class PPS:
         m = di.manifest(plan.base)
         if m is None:
             return
-        removed = set(plan.removed)
+        skip = set(plan.removed) | {d.id for d in plan.process}
         for e in di.entries(m):
-            if e.id not in ran and e.id not in removed:
+            if e.id not in skip:
                 yield e
 
     @staticmethod

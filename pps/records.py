@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, Self, TypeVar
 
@@ -320,11 +320,17 @@ class Plan:
     def data_total(self) -> int:
         return self.total if self.total >= 0 else len(self.process) + len(self.skipped)
 
-    def unit(self, n: int) -> tuple[PlannedDatum, ...]:
+    def unit(self, n: int) -> Sequence[PlannedDatum]:
+        if isinstance(self.process, PagedDatums):
+            return self.process.page(n)
         return self.process[n * self.unit_size:(n + 1) * self.unit_size]
 
     def encode(self) -> bytes:
-        return _pack({"process": [d.encode() for d in self.process],
+        # One msgpack blob per unit: a worker decodes only the units it
+        # claims, `list datum` streams unit by unit; at 10^5 datums decoding
+        # the whole plan at once takes seconds.
+        pages = [_pack([d.encode() for d in self.unit(n)]) for n in range(self.units)]
+        return _pack({"pages": pages, "count": len(self.process),
                       "skipped": [s.encode() for s in self.skipped],
                       "unit_size": self.unit_size, "delete": list(self.delete),
                       "base": self.base, "removed": list(self.removed), "total": self.total,
@@ -332,16 +338,58 @@ class Plan:
 
     @staticmethod
     def decode(data: bytes, skipped: bool = True) -> Plan:
-        """The plan in ``data``; ``skipped=False`` leaves the skipped datums
-        of an old plan out (a worker needs only what it runs)."""
+        """The plan in ``data`` (its datums decoded unit by unit, when used);
+        ``skipped=False`` leaves the skipped datums of an old plan out."""
         v = msgpack.unpackb(data, raw=False, use_list=False)
-        return Plan(process=tuple(PlannedDatum.decode(d) for d in v["process"]),
+        size = int(v.get("unit_size") or 64)
+        process: Sequence[PlannedDatum]
+        if "pages" in v:
+            process = PagedDatums(v["pages"], size, int(v["count"]))
+        else:
+            process = tuple(PlannedDatum.decode(d) for d in v["process"])
+        return Plan(process=process,  # type: ignore[arg-type]
                     skipped=tuple(DatumIndexEntry.decode(s) for s in v["skipped"])
                     if skipped else (),
-                    unit_size=int(v.get("unit_size") or 64), delete=tuple(v.get("delete", ())),
+                    unit_size=size, delete=tuple(v.get("delete", ())),
                     base=str(v.get("base") or ""), removed=tuple(v.get("removed") or ()),
                     total=int(v.get("total", -1)), commits=dict(v.get("commits") or {}),
                     fingerprint=str(v.get("fingerprint") or ""))
+
+
+class PagedDatums(Sequence[PlannedDatum]):
+    """A plan's datums, one encoded page per unit, decoded when read."""
+
+    def __init__(self, pages: Sequence[bytes], unit_size: int, count: int) -> None:
+        self.pages = pages
+        self.unit_size = unit_size
+        self.n = count
+        self._cache: dict[int, tuple[PlannedDatum, ...]] = {}
+
+    def page(self, n: int) -> tuple[PlannedDatum, ...]:
+        got = self._cache.get(n)
+        if got is None:
+            if len(self._cache) > 8:
+                self._cache.clear()
+            got = tuple(PlannedDatum.decode(d)
+                        for d in msgpack.unpackb(self.pages[n], raw=False, use_list=False))
+            self._cache[n] = got
+        return got
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[PlannedDatum]:
+        for n in range(len(self.pages)):
+            yield from self.page(n)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return tuple(self)[i]
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return self.page(i // self.unit_size)[i % self.unit_size]
 
 
 # --- results ------------------------------------------------------------------------
