@@ -81,6 +81,8 @@ class DatumWorker:
         self._step = _STAGE
         #: (job, datum) running now, for ``restart datum``; None between datums.
         self.current: tuple[str, str] | None = None
+        #: The writer packing a unit's outputs (:meth:`begin_unit`), if any.
+        self.unit_writer: BlobWriter | None = None
         self._restart = False
 
     # -- staging ---------------------------------------------------------------
@@ -292,7 +294,7 @@ class DatumWorker:
         """
         links = _OutputLinks(self, d)
         outputs: list[OutputFile] = []
-        writer = self.new_writer()
+        writer = self.unit_writer if self.unit_writer is not None else self.new_writer()
         total = 0
         for path, src in links.walk():
             if isinstance(src, InputFile):  # by reference: no bytes copied
@@ -304,8 +306,24 @@ class DatumWorker:
                 refs, size = writer.write_stream(iter(lambda: fh.read(PIECE), b""))
             outputs.append(OutputFile(path, size, tuple(refs)))
             total += size
-        writer.flush()
+        if writer is not self.unit_writer:
+            writer.flush()
         return outputs, total
+
+    def begin_unit(self) -> None:
+        """Pack the outputs of the next datums together (one pack object per
+        unit, not per datum) until :meth:`end_unit`."""
+        self.unit_writer = self.new_writer()
+
+    def end_unit(self, keep: bool = True) -> None:
+        """Make the unit's outputs durable (before its results are recorded),
+        or drop them (``keep=False``: the unit was given up)."""
+        writer, self.unit_writer = self.unit_writer, None
+        if writer is not None:
+            if keep:
+                writer.flush()
+            else:
+                writer.discard()
 
 
 @dataclass(frozen=True)

@@ -124,23 +124,28 @@ def run_unit(ctl: Controller, worker: DatumWorker, claim: Claim, plans: _PlanCac
     plan = plans.get(claim.job)
     results: list[DatumResult] = []
     checked = 0.0
-    for d in plan.unit(claim.unit):
-        # Between datums: stop if the job ended (stop job, timeout) or the
-        # claim was lost. Two metadata reads, so at most every CHECK_EVERY
-        # seconds: datums of a millisecond would otherwise pay for them.
-        if ctl.stopped:
-            ctl.queue.release(claim)
-            return
-        now = time.monotonic()
-        if now - checked >= CHECK_EVERY:
-            checked = now
-            j = env.jobs.find(ctl.name, claim.job)
-            if j is None or is_terminal(j) or not ctl.queue.still_held(claim):
+    worker.begin_unit()
+    try:
+        for d in plan.unit(claim.unit):
+            # Between datums: stop if the job ended (stop job, timeout) or the
+            # claim was lost. Two metadata reads, so at most every CHECK_EVERY
+            # seconds: datums of a millisecond would otherwise pay for them.
+            if ctl.stopped:
                 ctl.queue.release(claim)
                 return
-        r = worker.run(claim.job, d)
-        r.worker = env.instance
-        results.append(r)
+            now = time.monotonic()
+            if now - checked >= CHECK_EVERY:
+                checked = now
+                j = env.jobs.find(ctl.name, claim.job)
+                if j is None or is_terminal(j) or not ctl.queue.still_held(claim):
+                    ctl.queue.release(claim)
+                    return
+            r = worker.run(claim.job, d)
+            r.worker = env.instance
+            results.append(r)
+        worker.end_unit()  # the outputs are durable before the results name them
+    finally:
+        worker.end_unit(keep=False)  # a unit given up: nothing of it is kept
     env.pfs.objects.put(keys.unit_object(ctl.name, claim.job, claim.unit, claim.attempt),
                         encode_results(results))
     if not ctl.queue.complete(claim, counts(results)):
