@@ -197,6 +197,8 @@ def _all_results(ctl: Controller, j: JobRec) -> tuple[list[DatumResult], str]:
         if done.error and not lost:
             lost = (f"work unit {unit} failed {done.tries} times without finishing: "
                     f"{done.error}")
+        for r in res:
+            r.logs = []  # not merged: a job of 10^5 datums would hold them all
         results.extend(res)
     return results, lost
 
