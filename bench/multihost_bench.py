@@ -149,7 +149,8 @@ def bench(workdir: Path, n: int, cpu_seconds: float, rounds: int) -> Result:
                 cpu[hosts].append(secs)
                 hosts_split[hosts].append(per)
                 print(f"#   round {r + 1}, {hosts} host(s): {wall:.1f}s, datums per host "
-                      + ", ".join(f"{h} {k}" for h, (k, _) in per.items()), flush=True)
+                      + ", ".join(f"{h} {k}" for h, (k, _) in per.items())
+                      + f"; load average {os.getloadavg()[0]:.2f}", flush=True)
                 host.append(host_speedup(python, code))
     finally:
         cluster.close()
@@ -159,6 +160,8 @@ def bench(workdir: Path, n: int, cpu_seconds: float, rounds: int) -> Result:
     last = hosts_split[2][-1]
     note = (f"{n} datums of ~{cpu_seconds:g}s CPU ({iters} iterations), {rounds} round(s); "
             f"job wall 1 host {one:.1f}s, 2 hosts {two:.1f}s; throughput x{one / two:.2f} "
+            f"(per round: " + ", ".join(f"x{a / b:.2f}" for a, b in zip(walls[1], walls[2],
+                                                                    strict=True)) + ") "
             f"(target >= 1.7, i.e. time ratio <= {1 / 1.7:.3f}); the machine itself ran the "
             f"same code x{statistics.median(host):.2f} faster two at a time; datums running "
             f"at once: 1 host {busy[1]:.2f}, 2 hosts {busy[2]:.2f}; a datum took "

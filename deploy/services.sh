@@ -113,6 +113,9 @@ install_missing() {
     fi
     # bubblewrap: the process runner (user code without a Docker engine).
     command -v bwrap >/dev/null || pkgs+=(bubblewrap)
+    # iproute2 (`ip`): the multi-host tests put each "host" in a network
+    # namespace of its own (tests/multihost.py).
+    command -v ip >/dev/null || pkgs+=(iproute2)
     # rclone: one of the real clients the S3 gateway's tests drive.
     command -v rclone >/dev/null || pkgs+=(rclone)
     # chromium: the headless browser the web console's tests drive through
