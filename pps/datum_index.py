@@ -24,6 +24,7 @@ Indexes written before sharding (one msgpack list) still read:
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -100,6 +101,7 @@ class DatumIndex:
         self.objects = objects
         self.pipeline = pipeline
         self._shards: OrderedDict[str, dict[str, DatumIndexEntry]] = OrderedDict()
+        self._lock = threading.Lock()  # the master and API threads share it
 
     # -- reading --------------------------------------------------------------------
 
@@ -119,14 +121,16 @@ class DatumIndex:
         return m
 
     def shard(self, key: str) -> dict[str, DatumIndexEntry]:
-        got = self._shards.get(key)
-        if got is None:
-            got = _decode_shard(self.objects.get(key))
+        with self._lock:
+            got = self._shards.get(key)
+            if got is not None:
+                self._shards.move_to_end(key)
+                return got
+        got = _decode_shard(self.objects.get(key))
+        with self._lock:
             self._shards[key] = got
             if len(self._shards) > self.CACHE:
                 self._shards.popitem(last=False)
-        else:
-            self._shards.move_to_end(key)
         return got
 
     def lookup(self, m: Manifest, ids: Iterable[str]) -> dict[str, DatumIndexEntry]:
@@ -160,7 +164,8 @@ class DatumIndex:
             yield from self._read(m.shards[p]).values()
 
     def _read(self, key: str) -> dict[str, DatumIndexEntry]:
-        got = self._shards.get(key)
+        with self._lock:
+            got = self._shards.get(key)
         return got if got is not None else _decode_shard(self.objects.get(key))
 
     # -- writing --------------------------------------------------------------------

@@ -12,6 +12,7 @@ difference path did not enumerate the inputs.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -227,3 +228,17 @@ def test_an_index_of_the_old_format_is_sharded_on_first_read() -> None:
     assert di.lookup(m, [entries[5].id]) == {entries[5].id: entries[5]}
     again = DatumIndex(objects, "p").manifest("j0")
     assert again == m
+
+
+def test_a_base_commit_that_is_gone_plans_in_full() -> None:
+    world = World(("a",))
+    world.put("a", {f"/f{i}": b"x" for i in range(10)})
+    spec = _spec(_pfs("a"))
+    plan = plan_job(spec, "", _commits(world, spec), PFSSource(world.pfs), None)
+    base = _succeed(world, plan, None, "j0")
+    gone = Base(base.job, base.index, dataclasses.replace(base.manifest,
+                                                          commits={"a": "f" * 32}))
+    world.put("a", {"/f1": b"changed"})
+    src = CountingSource(world.pfs)
+    again = plan_job(spec, "", _commits(world, spec), src, gone)
+    assert src.globs == 1 and [d.files()[0].path for d in again.process] == ["/f1"]

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import blake3
 
 from pfs.api import PFS
+from pfs.errors import NotFound
 from pfs.glob import compile_glob
 from pfs.tree import DirEntry
 from pps.controller.delta import Delta, KeyTables, Row, ident_id, input_delta
@@ -157,9 +158,12 @@ def plan_job(spec: PipelineSpec, salt: str, commits: Mapping[str, str], source: 
         b = _DictBase(base) if base else None
     if (isinstance(b, Base) and not no_skip and b.manifest.fingerprint == fp
             and hasattr(source, "diff") and set(commits) <= set(b.manifest.commits)):
-        delta = input_delta(spec.input, b.manifest.commits, commits,
-                            source,  # type: ignore[arg-type]
-                            tables if tables is not None else KeyTables())
+        try:
+            delta = input_delta(spec.input, b.manifest.commits, commits,
+                                source,  # type: ignore[arg-type]
+                                tables if tables is not None else KeyTables())
+        except NotFound:
+            delta = None  # a base commit is gone (squashed, dropped): plan in full
         retry = _retry_rows(spec, commits, source, b) if delta is not None else None
         if delta is not None and retry is not None:
             delta.new.extend(retry)
