@@ -47,6 +47,7 @@ from pfs.api import PFS
 from pfs.errors import NotFound
 from pfs.tree import DirEntry, Entry, FileEntry, Tree
 from pps import keys
+from pps.datum_index import Manifest
 from pps.jobs import Jobs
 from pps.model import JobState
 from pps.records import DatumIndexEntry, JobRec, PipelineRec
@@ -208,6 +209,7 @@ class Lineage:
         self._indexes: dict[tuple[str, str], dict[str, DatumIndexEntry] | None] = {}
         self._entries: dict[tuple[str, str], list[DatumIndexEntry]] = {}
         self._path_indexes: dict[tuple[str, str, str], _PathIndex] = {}
+        self._manifests: dict[tuple[str, str], Manifest] = {}
         self._trees: dict[tuple[str, str], Tree | None] = {}
         self._job_inputs: dict[str, list[tuple[JobRec, dict[str, str]]]] = {}
         self._listings: dict[tuple[str, str, str], dict[str, Entry]] = {}
@@ -276,6 +278,24 @@ class Lineage:
                 self._indexes[key] = {e.id: e for e in entries}
         return self._indexes[key]
 
+    def _lookup(self, pipeline: str, job: str, datum: str) -> DatumIndexEntry | None:
+        """One datum of the job's index, reading only its shard (an upstream
+        walk from one output file need not load an index of 10^6 datums)."""
+        if (pipeline, job) in self._indexes:
+            index = self._indexes[(pipeline, job)]
+            return index.get(datum) if index is not None else None
+        j = self.jobs.find(pipeline, job)
+        if j is None or (j.state != JobState.SUCCESS.value and not j.egress_failed):
+            return None
+        di = self.jobs.datum_index(pipeline)
+        m = self._manifests.get((pipeline, job))
+        if m is None:
+            m = di.manifest(job)
+            if m is None:
+                return None
+            self._manifests[(pipeline, job)] = m
+        return di.lookup(m, [datum]).get(datum)
+
     def _path_index(self, pipeline: str, job: str, repo: str) -> _PathIndex:
         key = (pipeline, job, repo)
         pi = self._path_indexes.get(key)
@@ -297,9 +317,9 @@ class Lineage:
         for _ in range(_MAX_ANCESTORS):
             if not cid:
                 return None
-            index = self._index(pipeline, cid)
-            if index is not None and datum in index:
-                return index[datum]
+            found = self._lookup(pipeline, cid, datum)
+            if found is not None:
+                return found
             rec = self.pfs.get_commit(pipeline, cid)
             cid = rec.parent if rec is not None else None
         return None
