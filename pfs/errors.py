@@ -71,6 +71,25 @@ class Conflict(TuskError):
     code = "ABORTED"
 
 
+class NotMaster(FailedPrecondition):
+    """A write was refused because this process is no longer the master: the
+    key it holds (``pfs.metadata_fence``) changed since it took it. Never
+    retried: no later attempt can succeed (revisions only grow).
+
+    Attributes:
+        key: the master key.
+        revision: the key's revision when this process took it (its fencing token).
+    """
+
+    def __init__(self, key: str, revision: int) -> None:
+        super().__init__(
+            f"this tusk daemon is no longer the master for its data (its lease on {key} "
+            f"expired and another daemon may have taken over): it stops writing; send the "
+            f"request again, to the current master")
+        self.key = key
+        self.revision = revision
+
+
 # --- PFS objects -------------------------------------------------------------
 
 

@@ -17,8 +17,12 @@ Contract:
   carries the ``mod_revision`` of its last write (``create_revision`` too).
 * ``txn`` is atomic and isolated: if every :class:`Compare` holds, all ops are
   applied under one new revision and it returns True; otherwise nothing is
-  written and it returns False. A txn carries at most 128 ops.
-  ``Compare(key, mod_revision=0)`` means "key does not exist".
+  written and it returns False. A txn carries at most 128 ops and 128
+  compares. ``Compare(key, mod_revision=0)`` means "key does not exist".
+  ``txn_result`` is the same call answering a :class:`TxnResult` (the
+  revision it wrote at, how many keys it deleted): what a wrapper needs to
+  build ``put`` and ``delete`` out of transactions
+  (``pfs.metadata_fence``).
 * ``range(prefix)`` yields ``KeyValue`` sorted by key, streamed in pages (the
   store never loads an unbounded number of keys at once).
 * ``read_many(keys, prefixes, range_limit)`` reads several keys and the first
@@ -102,6 +106,22 @@ class Event:
 
 
 @dataclass(frozen=True)
+class TxnResult:
+    """What one :meth:`MetadataStore.txn_result` did.
+
+    Attributes:
+        succeeded: every compare held and the ops were applied (``txn``'s answer).
+        revision: the store's revision after the call: the txn's own when it
+            wrote something, else the revision it was evaluated at.
+        deleted: how many existing keys its :class:`Delete` ops removed.
+    """
+
+    succeeded: bool
+    revision: int
+    deleted: int = 0
+
+
+@dataclass(frozen=True)
 class ReadResult:
     """What one :meth:`MetadataStore.read_many` saw, all at ``revision``.
 
@@ -153,6 +173,10 @@ class MetadataStore(Protocol):
 
     def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> bool: ...
 
+    def txn_result(self, compares: Sequence[Compare], ops: Sequence[Op]) -> TxnResult:
+        """``txn``, answering what it did (``txn`` is ``txn_result(...).succeeded``)."""
+        ...
+
     def revision(self) -> int:
         """The store's current revision."""
         ...
@@ -200,14 +224,19 @@ def validate_txn(compares: Sequence[Compare], ops: Sequence[Op]) -> None:
     """Reject transactions that etcd would reject, in every backend alike.
 
     Raises:
-        InvalidArgument: more than :data:`MAX_TXN_OPS` ops, or one key written
-            twice in the same txn (etcd: "duplicate key given in txn request").
+        InvalidArgument: more than :data:`MAX_TXN_OPS` ops or compares, or one
+            key written twice in the same txn (etcd: "duplicate key given in
+            txn request").
     """
     if len(ops) > MAX_TXN_OPS:
         raise InvalidArgument(
             f"a metadata transaction carries at most {MAX_TXN_OPS} ops, got {len(ops)}; "
             f"split it into smaller transactions"
         )
+    if len(compares) > MAX_TXN_OPS:
+        raise InvalidArgument(
+            f"a metadata transaction carries at most {MAX_TXN_OPS} compares, "
+            f"got {len(compares)}")
     seen: set[str] = set()
     for op in ops:
         if op.key in seen:
@@ -477,6 +506,9 @@ class MemoryMetadataStore:
             return True
 
     def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> bool:
+        return self.txn_result(compares, ops).succeeded
+
+    def txn_result(self, compares: Sequence[Compare], ops: Sequence[Op]) -> TxnResult:
         validate_txn(compares, ops)
         with self._cond:
             self._check_open()
@@ -484,20 +516,22 @@ class MemoryMetadataStore:
             for c in compares:
                 kv = self._kv.get(c.key)
                 if (kv.mod_revision if kv else 0) != c.mod_revision:
-                    return False
+                    return TxnResult(False, self._rev)
             for op in ops:
                 if isinstance(op, Put):
                     self._check_lease_locked(op.lease)
             if not any(isinstance(op, Put) or op.key in self._kv for op in ops):
-                return True  # nothing changes, so no new revision (as etcd)
+                return TxnResult(True, self._rev)  # nothing changes: no new revision (as etcd)
             self._rev += 1
+            deleted = 0
             for op in ops:
                 if isinstance(op, Put):
                     self._put_locked(op.key, op.value, op.lease)
                 elif self._remove_locked(op.key):
                     self._emit_locked(Event("DELETE", op.key, b"", self._rev))
+                    deleted += 1
             self._cond.notify_all()
-            return True
+            return TxnResult(True, self._rev, deleted)
 
     def revision(self) -> int:
         with self._cond:

@@ -55,6 +55,7 @@ from pfs.metadata import (
     Put,
     ReadResult,
     RevisionCompacted,
+    TxnResult,
     Watch,
     validate_read,
     validate_txn,
@@ -294,6 +295,9 @@ class EtcdMetadataStore:
         return bool(resp.deleted)
 
     def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> bool:
+        return self.txn_result(compares, ops).succeeded
+
+    def txn_result(self, compares: Sequence[Compare], ops: Sequence[Op]) -> TxnResult:
         validate_txn(compares, ops)
         cmps = []
         for c in compares:
@@ -309,7 +313,12 @@ class EtcdMetadataStore:
                                             key=self._key(c.key), mod_revision=c.mod_revision))
         resp = self._call(self._kv.Txn, etcdrpc.TxnRequest(
             compare=cmps, success=[self._op(self._key(op.key), op) for op in ops]))
-        return bool(resp.succeeded)
+        if not resp.succeeded:
+            return TxnResult(False, int(resp.header.revision))
+        # One response per op, in order; only deletes say how many keys went.
+        deleted = sum(int(r.response_delete_range.deleted) for r, op in
+                      zip(resp.responses, ops, strict=True) if not isinstance(op, Put))
+        return TxnResult(True, int(resp.header.revision), deleted)
 
     def revision(self) -> int:
         resp = self._call(self._kv.Range, etcdrpc.RangeRequest(

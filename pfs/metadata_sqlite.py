@@ -48,6 +48,7 @@ from pfs.metadata import (
     Put,
     ReadResult,
     RevisionCompacted,
+    TxnResult,
     Watch,
     prefix_end,
     validate_read,
@@ -457,34 +458,39 @@ class SQLiteMetadataStore:
         return existed
 
     def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> bool:
+        return self.txn_result(compares, ops).succeeded
+
+    def txn_result(self, compares: Sequence[Compare], ops: Sequence[Op]) -> TxnResult:
         validate_txn(compares, ops)
         self._expire_due()
 
-        def body() -> tuple[bool, bool]:
+        def body() -> tuple[TxnResult, bool]:
+            current = self._current_revision_locked()
             for c in compares:
                 row = self._conn.execute("SELECT mod_revision FROM kv WHERE key = ?",
                                          (c.key,)).fetchone()
                 if (row[0] if row else 0) != c.mod_revision:
-                    return False, False
+                    return TxnResult(False, current), False
             for op in ops:
                 if isinstance(op, Put):
                     self._check_lease_locked(op.lease)
-            rev = self._current_revision_locked() + 1
-            changed = False
+            rev = current + 1
+            changed, deleted = False, 0
             for seq, op in enumerate(ops):
                 if isinstance(op, Put):
                     self._put_locked(rev, seq, op.key, bytes(op.value), op.lease)
                     changed = True
-                else:
-                    changed |= self._delete_locked(rev, seq, op.key)
-            if changed:  # a txn that changes nothing makes no revision (as etcd)
-                self._conn.execute("UPDATE meta SET v = ? WHERE k = 'revision'", (rev,))
-            return True, changed
+                elif self._delete_locked(rev, seq, op.key):
+                    changed, deleted = True, deleted + 1
+            if not changed:  # a txn that changes nothing makes no revision (as etcd)
+                return TxnResult(True, current), False
+            self._conn.execute("UPDATE meta SET v = ? WHERE k = 'revision'", (rev,))
+            return TxnResult(True, rev, deleted), True
 
-        ok, changed = self._write(body)
-        if changed:
+        out: tuple[TxnResult, bool] = self._write(body)
+        if out[1]:
             self._notify()
-        return bool(ok)
+        return out[0]
 
     def revision(self) -> int:
         self._expire_due()

@@ -43,6 +43,7 @@ from pfs.metadata import (
     range_rest,
 )
 from pfs.metadata_etcd import EtcdMetadataStore
+from pfs.metadata_fence import FencedMetadataStore
 from pfs.metadata_sqlite import SQLiteMetadataStore
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -107,20 +108,33 @@ class Collector:
         assert self.done.wait(10), "watch iteration did not end after cancel()"
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("etcd", marks=pytest.mark.etcd)])
+#: The key the fenced variants hold; sorts after every key the tests write.
+FENCE_KEY = "~fence"
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("etcd", marks=pytest.mark.etcd),
+                        "fenced-sqlite", pytest.param("fenced-etcd", marks=pytest.mark.etcd)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetadataStore]:
-    """A fresh, empty store of each kind (etcd: a unique prefix on a shared server)."""
-    s: MetadataStore
-    if request.param == "memory":
-        s = MemoryMetadataStore()
-    elif request.param == "sqlite":
-        s = SQLiteMetadataStore(tmp_path / "meta.db")
+    """A fresh, empty store of each kind (etcd: a unique prefix on a shared server).
+
+    ``fenced-*``: the backend behind :class:`FencedMetadataStore` holding
+    :data:`FENCE_KEY` (the wrapper the master daemon writes through), which
+    must keep the whole contract while the fence holds."""
+    base: MetadataStore
+    kind = request.param.removeprefix("fenced-")
+    if kind == "memory":
+        base = MemoryMetadataStore()
+    elif kind == "sqlite":
+        base = SQLiteMetadataStore(tmp_path / "meta.db")
     else:
         endpoint = request.getfixturevalue("etcd_endpoint")
-        s = EtcdMetadataStore(endpoint, prefix=f"tusk-test/{uuid.uuid4().hex}/")
+        base = EtcdMetadataStore(endpoint, prefix=f"tusk-test/{uuid.uuid4().hex}/")
+    s = base
+    if request.param.startswith("fenced-"):
+        s = FencedMetadataStore(base, FENCE_KEY, base.put(FENCE_KEY, b"holder"))
     yield s
-    if isinstance(s, EtcdMetadataStore) and not s._closed:
-        _wipe(s)  # the server may be shared (TUSK_TEST_ETCD): leave nothing behind
+    if isinstance(base, EtcdMetadataStore) and not base._closed:
+        _wipe(base)  # the server may be shared (TUSK_TEST_ETCD): leave nothing behind
     s.close()
 
 
@@ -192,7 +206,7 @@ def test_range_sorted_start_after_limit_and_prefix_isolation(store: MetadataStor
     assert [kv.key for kv in store.range("a/", start_after="0")] == [
         "a/1", "a/10", "a/2", "a/3", "a/sub/x"]
     assert [kv.key for kv in store.range("c")] == []
-    assert [kv.key for kv in store.range("")] == sorted(keys)
+    assert [kv.key for kv in store.range("") if kv.key != FENCE_KEY] == sorted(keys)
 
 
 def test_range_streams_many_keys(store: MetadataStore) -> None:
@@ -334,9 +348,29 @@ def test_txn_success_and_failure(store: MetadataStore) -> None:
     assert not store.txn([Compare("x", 0)], [Put("x", b"4")])
 
 
+def test_txn_result_says_what_the_txn_did(store: MetadataStore) -> None:
+    """``txn_result``: the revision a txn wrote at, and how many keys it
+    deleted; a txn that fails or changes nothing makes no revision."""
+    store.put("a", b"1")
+    store.put("b", b"1")
+    before = store.revision()
+    r = store.txn_result([], [Put("c", b"1"), Delete("a"), Delete("b"), Delete("nope")])
+    assert r.succeeded and r.revision > before
+    assert r.revision == store.revision() and r.deleted == 2
+    c = store.get("c")
+    assert c is not None and c.mod_revision == r.revision
+    failed = store.txn_result([Compare("c", 0)], [Put("c", b"2")])
+    assert not failed.succeeded and failed.revision == r.revision and failed.deleted == 0
+    noop = store.txn_result([], [Delete("nope")])
+    assert noop.succeeded and noop.revision == r.revision and noop.deleted == 0
+    assert store.revision() == r.revision
+
+
 def test_txn_limits(store: MetadataStore) -> None:
     with pytest.raises(InvalidArgument):
         store.txn([], [Put(f"k{i}", b"") for i in range(129)])
+    with pytest.raises(InvalidArgument):  # etcd's --max-txn-ops counts compares too
+        store.txn([Compare(f"k{i}", 0) for i in range(129)], [Put("k", b"1")])
     with pytest.raises(InvalidArgument):
         store.txn([], [Put("k", b"1"), Delete("k")])
     assert store.get("k0") is None and store.get("k") is None
