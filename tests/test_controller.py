@@ -134,6 +134,42 @@ def test_two_datums_writing_one_path_fail_the_job(make: Callable[..., Stack]) ->
     assert "output path /same was written by two datums" in j.reason
 
 
+def test_a_new_datum_writing_a_skipped_datums_output_fails_the_job(
+        make: Callable[..., Stack]) -> None:
+    # The skipped datum's output is known from the output commit's datum tags.
+    s = make(lambda d: Act(files={"same": b"x"}))
+    s.pfs.create_repo("data")
+    s.put("data", {"/a": b"a"})
+    s.pipeline("clash")
+    assert s.last_job("clash").state == JobState.SUCCESS
+    s.put("data", {"/b": b"b"})
+    j = s.last_job("clash")
+    assert (j.state, j.data_processed) == (JobState.FAILURE, 1)
+    assert "output path /same was written by two datums" in j.reason
+
+
+def test_list_datum_streams_skipped_datums_from_the_index(make: Callable[..., Stack]) -> None:
+    s = make(upper)
+    s.pfs.create_repo("data")
+    s.put("data", {f"/f{i:02d}": b"x" for i in range(40)})
+    s.pipeline("up")
+    assert s.last_job("up").data_processed == 40
+    s.put("data", {"/f07": b"changed"}, deletes=("/f09",))
+    j = s.last_job("up")
+    assert (j.data_processed, j.data_skipped, j.data_total) == (1, 38, 39)
+    plan = s.pps.jobs.plan("up", j.id)
+    assert plan is not None and len(plan.process) == 1 and not plan.skipped
+    datums = list(s.pps.list_datum("up", j.id))
+    assert [d.state for d in datums].count(DatumState.SUCCESS) == 1
+    assert [d.state for d in datums].count(DatumState.SKIPPED) == 38
+    assert {f.path for d in datums for f in d.files} == {
+        f"/f{i:02d}" for i in range(40) if i != 9}
+    skipped = next(d for d in datums if d.state == DatumState.SKIPPED)
+    got = s.pps.inspect_datum("up", j.id, skipped.id[:10])
+    assert (got.id, got.state) == (skipped.id, DatumState.SKIPPED)
+    assert s.files("up")["/f07"] == b"CHANGED" and "/f09" not in s.files("up")
+
+
 def test_salt_change_with_reprocess_runs_everything(make: Callable[..., Stack]) -> None:
     s = make(upper)
     s.pfs.create_repo("data")
