@@ -1856,14 +1856,21 @@ class FileWriter:
 
 
 def open_pfs(data_dir: str, metadata_url: str | None = None,
-             storage_url: str | None = None, recover: bool = True) -> PFS:
+             storage_url: str | None = None, recover: bool = True,
+             wrap_meta: Callable[[MetadataStore], MetadataStore] | None = None) -> PFS:
     """Build a PFS over the given stores (None: the embedded defaults under
-    ``data_dir``: SQLite at ``meta.db`` and a local directory ``objects/``)."""
+    ``data_dir``: SQLite at ``meta.db`` and a local directory ``objects/``).
+
+    ``wrap_meta`` wraps the metadata store before anything uses it (the
+    master daemon fences every write with it: ``pfs.metadata_fence``); the
+    PFS and everything built on it then write only through the wrapper."""
     from pfs.metadata import open_metadata_store
     from pfs.objects import open_object_store
 
     os.makedirs(data_dir, exist_ok=True)
     meta = open_metadata_store(metadata_url or os.path.join(data_dir, "meta.db"))
+    if wrap_meta is not None:
+        meta = wrap_meta(meta)
     objects = open_object_store(storage_url or os.path.join(data_dir, "objects"))
     index = None if (storage_url or "").startswith("memory") else DedupIndex(
         os.path.join(data_dir, "cache", "chunks.db"))

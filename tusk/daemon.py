@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import grpc
 
     from pfs.api import PFS
+    from pfs.metadata import MetadataStore
     from pps.api import PPS
     from tusk.http import HTTPServer
     from tusk.metrics import DaemonMetrics
@@ -267,10 +268,13 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
                default_image: str = DEFAULT_IMAGE,
                s3: tuple[str, bool, dict[str, str] | None] = ("", False, None),
                http: tuple[str, bool] = ("", False), runner: Runner | None = None,
+               fence: Callable[[MetadataStore], MetadataStore] | None = None,
                workers: bool = True) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit code. ``workers``:
     False runs no datums here (``--no-workers``): ``tusk worker`` processes do.
-    ``runner``: the one the daemon's workers use (the best available when None)."""
+    ``runner``: the one the daemon's workers use (the best available when None).
+    ``fence``: wraps the metadata store every write goes through (the
+    master's fencing token: :meth:`tusk.election.Mastership.fenced`)."""
     from pfs.api import open_pfs
     from pfs.gc import Collector
     from tusk.server import AddressInUse, serve
@@ -285,7 +289,7 @@ def run_daemon(data_dir: str, address: str, metadata: str | None, storage: str |
     from tusk.s3.worker_scope import pfs_datum_gateways
 
     try:
-        pfs = open_pfs(data_dir, metadata_url=metadata, storage_url=storage)
+        pfs = open_pfs(data_dir, metadata_url=metadata, storage_url=storage, wrap_meta=fence)
         # PPS resumes its pipelines' masters and workers at once; datums are
         # staged under DATA_DIR/scratch.
         pps = PPS(pfs, scratch_dir=os.path.join(data_dir, "scratch"),
@@ -430,7 +434,7 @@ def main(argv: list[str]) -> int:
                           gc_interval=args.gc_interval, gc_grace=args.gc_grace,
                           default_image=args.default_image, s3=_s3_settings(args),
                           http=_http_settings(args), workers=not args.no_workers,
-                          runner=runner)
+                          runner=runner, fence=master.fenced)
     finally:
         master.resign()  # last: a successor starts only once this one has stopped
 

@@ -30,10 +30,22 @@ store is not a loss: every write goes through the store too, so an
 unreachable store already stops writes, and etcd renews leases when it comes
 back, so the daemon recovers without a restart.
 
-Limitation: there is no fencing token. Between the lease expiring and the
-next keepalive noticing it (at most ``ttl / 3``), an old master whose store
-connection just came back could still commit one transaction. Closing that
-window needs every PFS transaction to compare the master key's revision.
+The keepalive notices a loss only at its next round (up to ``ttl / 3``
+later), so noticing alone cannot stop a resumed master from writing first.
+The *fencing token* does: the master key's revision when this daemon took it
+(:attr:`Election.token`; the key keeps it exactly as long as it is held, and a
+successor re-creates it at a higher one). The daemon writes only through
+:meth:`Election.fenced` (``pfs.metadata_fence``), which adds
+``Compare(MASTER_KEY, token)`` to every metadata write -- every PFS, PPS,
+transaction and server write, ``put`` and ``delete`` included -- so the store
+itself refuses, atomically, any write made after the key changed. A refused
+write raises :class:`pfs.errors.NotMaster` (never an ordinary CAS conflict,
+so retry loops stop) and reports the loss like the keepalive does: the
+daemon exits with status 3. Both backends evaluate the compare inside the
+write transaction (an etcd Txn; SQLite under its write lock). Lease calls
+and the object store are not fenced: new objects become reachable only
+through (fenced) metadata, and what a resumed master's garbage collector may
+still delete is in ``docs/gc-and-masters.md``.
 """
 
 from __future__ import annotations
@@ -50,6 +62,7 @@ from dataclasses import asdict, dataclass
 
 from pfs.errors import FailedPrecondition, NotFound, TuskError, Unavailable
 from pfs.metadata import Compare, Delete, MetadataStore, Put
+from pfs.metadata_fence import FencedMetadataStore
 
 log = logging.getLogger("tusk.election")
 
@@ -182,8 +195,13 @@ class Election:
         self.poll = poll
         self.key = key
         self.lease = 0
+        #: The fencing token: the key's mod_revision when this election took
+        #: it (0 when not held). See :meth:`fenced`.
+        self.token = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lost_lock = threading.Lock()
+        self._lost_reported = False
 
     @property
     def held(self) -> bool:
@@ -194,8 +212,11 @@ class Election:
         """One attempt. Returns (won, holder when lost)."""
         lease = self.meta.grant_lease(self.ttl)
         try:
-            if self.meta.txn([Compare(self.key, 0)], [Put(self.key, self.me.encode(), lease)]):
-                self.lease = lease
+            result = self.meta.txn_result([Compare(self.key, 0)],
+                                          [Put(self.key, self.me.encode(), lease)])
+            if result.succeeded:
+                # The key now has the txn's revision, and keeps it while held.
+                self.lease, self.token = lease, result.revision
                 return True, None
         except BaseException:
             self.meta.revoke_lease(lease)
@@ -298,13 +319,33 @@ class Election:
             if self._stop.is_set():
                 return  # resigned while we were checking: not a loss
             if lost:
-                self.lease = 0
-                self.on_lost(f"this daemon is no longer master: {lost}")
+                self._report_lost(f"this daemon is no longer master: {lost}")
                 return
             if unreachable_since is not None:
                 log.warning("master lease renewed again after %.1f s",
                             time.monotonic() - unreachable_since)
                 unreachable_since = None
+
+    def _report_lost(self, reason: str) -> None:
+        """Call ``on_lost`` once, whoever notices first: the keepalive, or a
+        write refused by the fence (:meth:`fenced`)."""
+        with self._lost_lock:
+            first, self._lost_reported = not self._lost_reported, True
+            self.lease = 0
+        if first:
+            self.on_lost(reason)
+
+    def fenced(self, meta: MetadataStore) -> FencedMetadataStore:
+        """``meta`` wrapped so that every write holds only while this election
+        still holds the key at :attr:`token` (``pfs.metadata_fence``). A write
+        refused by the fence reports the loss like the keepalive does.
+
+        Raises:
+            FailedPrecondition: the key is not held (campaign first).
+        """
+        if not self.token:
+            raise FailedPrecondition(f"{self.key} is not held by this process: campaign first")
+        return FencedMetadataStore(meta, self.key, self.token, on_fenced=self._report_lost)
 
     def resign(self) -> None:
         """Stop the keepalive and revoke the lease (deleting the key). Idempotent;
@@ -312,7 +353,7 @@ class Election:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
-        lease, self.lease = self.lease, 0
+        lease, self.lease, self.token = self.lease, 0, 0
         if lease:
             try:
                 self.meta.revoke_lease(lease)
@@ -326,6 +367,11 @@ class Mastership:
 
     def __init__(self, election: Election) -> None:
         self.election = election
+
+    def fenced(self, meta: MetadataStore) -> MetadataStore:
+        """``meta`` with every write fenced by this mastership (see
+        :meth:`Election.fenced`): the daemon writes only through it."""
+        return self.election.fenced(meta)
 
     def resign(self) -> None:
         self.election.resign()
