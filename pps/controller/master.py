@@ -109,7 +109,7 @@ def drive(ctl: Controller, j: JobRec) -> None:
     # wake-up would cost O(units) per unit, O(units^2) per job. So the done
     # records are read at most every SCAN_PER_UNIT x units seconds (1 ms for
     # a one-unit job, a second for a thousand units), and lost claims (which
-    # need a lease to expire first) are looked for at most every second.
+    # need a lease to expire first) every second, or every few for big jobs.
     timeout = ctl.spec.job_timeout
     scanned = lost_checked = 0.0
     while True:
@@ -128,7 +128,9 @@ def drive(ctl: Controller, j: JobRec) -> None:
             done, _ = _update_counts(ctl, j)
             if done >= j.units:
                 break
-            if now - lost_checked >= 1.0:
+            # Claims are lost only when a lease ends (seconds): a job of 10^4
+            # units looks for them every few seconds, not every second.
+            if now - lost_checked >= min(10.0, max(1.0, SCAN_PER_UNIT * j.units / 2)):
                 lost_checked = now
                 ctl.queue.requeue_lost(j.id, j.units)
         else:
