@@ -118,6 +118,8 @@ class PPS:
         # hooks) while create_pipeline holds PPS's lock and then takes PFS's,
         # so sharing one would deadlock the two.
         self._wake = threading.Condition(threading.Lock())
+        self._wakes = 0  # notifications so far (under _wake)
+        self._seen = threading.local()  # per looping thread: _wakes when its last wait ended
         self._controllers: dict[str, Controller] = {}
         self._closed = False
         self._lease = 0
@@ -221,14 +223,21 @@ class PPS:
 
     def _notify(self) -> None:
         with self._wake:
+            self._wakes += 1
             self._wake.notify_all()
 
     def _wait(self, stop: threading.Event, seconds: float) -> None:
         # Woken by in-process notifications and by the metadata watch; the
-        # timeout is only a safety net.
+        # timeout is only a safety net. A notification that came while this
+        # thread was busy (after its last wait ended) ends the wait at once:
+        # a loop checks, then waits, and a change landing in between (the
+        # last unit of a job done by a worker in another process) would
+        # otherwise be slept through until the timeout.
         with self._wake:
-            if not stop.is_set():
+            seen = getattr(self._seen, "wakes", self._wakes)
+            if not stop.is_set() and seen == self._wakes:
                 self._wake.wait(seconds)
+            self._seen.wakes = self._wakes
 
     def runner(self) -> Runner:
         """The runner workers use (created on first use)."""

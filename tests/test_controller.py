@@ -626,3 +626,21 @@ def test_a_worker_whose_lease_expired_gets_a_new_one_even_if_the_first_grant_fai
         assert (done.state, done.data_processed) == (JobState.SUCCESS, 1)
     finally:
         pps.close()
+
+
+def test_a_wake_up_that_comes_while_a_loop_is_busy_is_not_slept_through(
+        make: Callable[..., Stack]) -> None:
+    """A master checks its job, then waits to be woken; a worker in another
+    process marking the last unit done wakes it through the metadata watch.
+    If that wake-up lands between the check and the wait it must not be lost
+    (it was: the job then finished at the 5 s timeout instead)."""
+    pps = make().pps  # nothing in it writes metadata: no other wake-ups
+    stop = threading.Event()
+    pps._wait(stop, 0.01)  # the loop waited, and was woken or timed out
+    pps._notify()  # a change lands while it checks its job
+    t0 = time.monotonic()
+    pps._wait(stop, 5.0)  # so its next wait ends at once
+    assert time.monotonic() - t0 < 1.0
+    t0 = time.monotonic()
+    pps._wait(stop, 0.3)  # and the one after waits again
+    assert time.monotonic() - t0 >= 0.25
