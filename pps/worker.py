@@ -72,8 +72,15 @@ class DatumWorker:
         self.tree_for = tree_for
         self.read_chunks = read_chunks
         self.new_writer = writer
-        self.in_dir = os.path.join(scratch, "in")
-        self.out_dir = os.path.join(scratch, "out")
+        # Two sets of datum directories: while one datum's user code runs
+        # from one, the next datum's inputs are staged into the other.
+        self._dirs = [(os.path.join(scratch, "in"), os.path.join(scratch, "out")),
+                      (os.path.join(scratch, "in1"), os.path.join(scratch, "out1"))]
+        self._cur = 0
+        self.in_dir, self.out_dir = self._dirs[0]
+        #: (datum, staged input dirs, bytes, seconds): the next datum, staged
+        #: into the other directories while the current one ran.
+        self._ahead: tuple[PlannedDatum, dict[str, str], int, float] | None = None
         self.gateways = gateways
         #: Inputs read through S3 (not staged at /pfs/<name>).
         self.s3_inputs = frozenset(leaf.name for leaf in spec.input.leaves()
@@ -83,29 +90,42 @@ class DatumWorker:
         self.current: tuple[str, str] | None = None
         #: The writer packing a unit's outputs (:meth:`begin_unit`), if any.
         self.unit_writer: BlobWriter | None = None
+        #: Input trees read during the current unit, by (repo, commit): a
+        #: unit's datums mostly share their input commits.
+        self._trees: dict[tuple[str, str], Tree] = {}
         self._restart = False
+
+    def _tree(self, repo: str, commit: str) -> Tree:
+        tree = self._trees.get((repo, commit))
+        if tree is None:
+            tree = self._trees[(repo, commit)] = self.tree_for(repo, commit)
+        return tree
 
     # -- staging ---------------------------------------------------------------
 
-    def _reset_dirs(self) -> None:
-        for d in (self.in_dir, self.out_dir):
+    def _reset_dirs(self, which: int | None = None) -> None:
+        """Empty a set of datum directories (the current one by default)."""
+        in_dir, out_dir = self._dirs[self._cur if which is None else which]
+        for d in (in_dir, out_dir):
             try:
                 _clear(d)
             except FileNotFoundError:
                 os.makedirs(d, exist_ok=True)
         # User code may run as another uid: let it write /pfs/out.
-        os.chmod(self.out_dir, 0o777)
+        os.chmod(out_dir, 0o777)
 
-    def _stage(self, inputs: tuple[DatumInputRec, ...]) -> tuple[dict[str, str], int]:
+    def _stage(self, inputs: tuple[DatumInputRec, ...],
+               in_dir: str | None = None) -> tuple[dict[str, str], int]:
         dirs: dict[str, str] = {}
         nbytes = 0
         for inp in inputs:
             if inp.name in self.s3_inputs:
                 continue  # read through the gateway
-            base = os.path.join(self.in_dir, inp.name)
-            os.makedirs(base, exist_ok=True)
+            base = os.path.join(in_dir or self.in_dir, inp.name)
+            if base not in dirs.values():
+                os.mkdir(base)
             dirs[inp.name] = base
-            tree = self.tree_for(inp.repo, inp.commit)
+            tree = self._tree(inp.repo, inp.commit)
             entry = tree.lookup(inp.path if inp.path != "" else "/")
             if entry is None:
                 continue
@@ -116,7 +136,9 @@ class DatumWorker:
                 files = iter([entry])
             for f in files:
                 dst = os.path.join(base, f.path.lstrip("/"))
-                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                parent = os.path.dirname(dst)
+                if parent != base:
+                    os.makedirs(parent, exist_ok=True)
                 with open(dst, "wb") as fh:
                     if not inp.empty_files:
                         for piece in self.read_chunks(tree.chunks(f)):
@@ -145,8 +167,10 @@ class DatumWorker:
 
     # -- running ---------------------------------------------------------------
 
-    def run(self, job_id: str, d: PlannedDatum) -> DatumResult:
-        """Process one datum (with retries).
+    def run(self, job_id: str, d: PlannedDatum, next_d: PlannedDatum | None = None
+            ) -> DatumResult:
+        """Process one datum (with retries); ``next_d``, the datum the caller
+        runs next, is staged while this one's user code runs.
 
         Never raises for a failure of the user code, the runner or this
         worker's own steps: any exception while staging, running, collecting
@@ -158,12 +182,18 @@ class DatumWorker:
         t0 = time.monotonic()
         attempt = 0
         self.current = (job_id, d.id)
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] is d:
+            self._cur ^= 1  # its inputs are in the other directories
+            self.in_dir, self.out_dir = self._dirs[self._cur]
+        else:
+            ahead = None
         try:
             while attempt < tries:
                 attempt += 1
                 res.attempts = attempt
                 try:
-                    if self._attempt(job_id, d, res, attempt, tries):
+                    if self._attempt(job_id, d, res, attempt, tries, ahead, next_d):
                         break
                 except Exception as e:  # a bug or an I/O error of ours: still the datum's end
                     res.outputs = []
@@ -180,11 +210,19 @@ class DatumWorker:
         finally:
             self.current = None
         res.duration = time.monotonic() - t0
-        try:
-            self._reset_dirs()
-        except OSError as e:
-            res.logs.append((time.time(), "system", f"could not clean the scratch: {e}"))
+        if self.unit_writer is None:  # outside a unit: nothing cleans up after this datum
+            self._clean(res)
         return res
+
+    def _clean(self, res: DatumResult | None = None) -> None:
+        """Empty the scratch (the next attempt starts by emptying it anyway)."""
+        self._ahead = None
+        try:
+            self._reset_dirs(0)
+            self._reset_dirs(1)
+        except OSError as e:
+            if res is not None:
+                res.logs.append((time.time(), "system", f"could not clean the scratch: {e}"))
 
     def interrupt(self, job_id: str, datum_id: str) -> bool:
         """Kill datum ``datum_id`` of ``job_id`` if it runs here now, and run it
@@ -196,16 +234,21 @@ class DatumWorker:
         return True
 
     def _attempt(self, job_id: str, d: PlannedDatum, res: DatumResult, attempt: int,
-                 tries: int) -> bool:
+                 tries: int, ahead: tuple[PlannedDatum, dict[str, str], int, float] | None,
+                 next_d: PlannedDatum | None) -> bool:
         """One attempt at ``d``; True when the datum is done (success or recovered)."""
         t = self.spec.transform
         accept = {0, *t.accept_return_code}
         self._step = _STAGE
-        self._reset_dirs()
         try:
-            td = time.monotonic()
-            inputs, nin = self._stage(d.inputs)
-            res.stats["download_seconds"] = time.monotonic() - td
+            if ahead is not None and attempt == 1:  # staged while the previous datum ran
+                _, inputs, nin, seconds = ahead
+            else:
+                self._reset_dirs()
+                td = time.monotonic()
+                inputs, nin = self._stage(d.inputs)
+                seconds = time.monotonic() - td
+            res.stats["download_seconds"] = seconds
             res.stats["download_bytes"] = float(nin)
         except TuskError as e:
             res.reason = f"could not read the datum's input files: {e}"
@@ -217,7 +260,8 @@ class DatumWorker:
         if gateway is not None:
             env = {**gateway.env, **env}  # transform.env may point elsewhere on purpose
         run = DatumRun(cmd=tuple(t.cmd), stdin=_stdin(t.stdin), env=env, inputs=inputs,
-                       out_dir=self.out_dir, timeout=self.spec.datum_timeout, service=gateway)
+                       out_dir=self.out_dir, timeout=self.spec.datum_timeout, service=gateway,
+                       while_running=None if next_d is None else lambda: self._stage_ahead(next_d))
         self._step = _RUN
         tp = time.monotonic()
         rr = self.session.run(run)
@@ -260,6 +304,22 @@ class DatumWorker:
                                  "err_cmd succeeded: datum recovered (no output written)"))
                 return True
         return False
+
+    def _stage_ahead(self, d: PlannedDatum) -> None:
+        """Stage ``d`` into the other directories (while the current datum's
+        user code runs). Never raises: on any failure ``d`` stages itself
+        again when it runs, and reports what fails then."""
+        if self._ahead is not None and self._ahead[0] is d:
+            return  # staged during an earlier attempt of the current datum
+        self._ahead = None
+        other = self._cur ^ 1
+        try:
+            t0 = time.monotonic()
+            self._reset_dirs(other)
+            inputs, nbytes = self._stage(d.inputs, self._dirs[other][0])
+        except Exception:
+            return
+        self._ahead = (d, inputs, nbytes, time.monotonic() - t0)
 
     def _gateway(self, d: PlannedDatum) -> DatumGateway | None:
         """A new S3 gateway for one run of ``d``'s code; None if it needs none.
@@ -314,12 +374,15 @@ class DatumWorker:
         """Pack the outputs of the next datums together (one pack object per
         unit, not per datum) until :meth:`end_unit`."""
         self.unit_writer = self.new_writer()
+        self._trees.clear()
 
     def end_unit(self, keep: bool = True) -> None:
         """Make the unit's outputs durable (before its results are recorded),
         or drop them (``keep=False``: the unit was given up)."""
         writer, self.unit_writer = self.unit_writer, None
+        self._trees.clear()
         if writer is not None:
+            self._clean()  # the unit's last datum's files
             if keep:
                 writer.flush()
             else:
@@ -485,7 +548,7 @@ class _OutputLinks:
             return
         # An input of this datum: its content by reference, from the commit's index.
         inp = self.inputs[kind]
-        tree = self.w.tree_for(inp.repo, inp.commit)
+        tree = self.w._tree(inp.repo, inp.commit)
         base_pfs = target[len(f"/pfs/{kind}"):] or "/"
         staged_root = os.path.join(self.w.in_dir, kind)
         if stat.S_ISREG(st.st_mode):

@@ -708,6 +708,25 @@ def test_sqlite_lease_granted_by_other_process_expires_here(tmp_path: Path) -> N
         s.close()
 
 
+def test_sqlite_reads_skip_the_expiry_query_but_not_a_new_short_lease(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads look for expired leases only when one may be due: a lease
+    granted here lowers that bound, so it still expires on time."""
+    import pfs.metadata_sqlite as ms
+
+    monkeypatch.setattr(ms, "EXPIRY_LAG", 60.0)  # nothing else makes a read look
+    s = SQLiteMetadataStore(tmp_path / "q.db")
+    try:
+        s.put("long", b"v", lease=s.grant_lease(60))
+        assert s.get("long") is not None  # bound: the 60 s lease's deadline
+        s.put("short", b"v", lease=s.grant_lease(0.3))
+        time.sleep(0.4)
+        assert s.get("short") is None
+        assert s.get("long") is not None
+    finally:
+        s.close()
+
+
 def test_sqlite_watch_on_compacted_history(tmp_path: Path) -> None:
     s = SQLiteMetadataStore(tmp_path / "h.db", history=10)
     try:

@@ -365,6 +365,42 @@ class TestDocker:
         assert c.attrs["HostConfig"]["NetworkMode"] == "none"
         assert c.attrs["HostConfig"]["Init"] is True
 
+    def test_sh_c_runs_in_the_agents_subshell_as_sh_c_would(
+        self, docker_runner: DockerRunner, start: StartSession, datum: Datums
+    ) -> None:
+        """``sh -c SCRIPT`` is evaluated by the agent's subshell (no exec of a
+        new shell), and the script cannot tell but for $0."""
+        s = start(docker_runner)
+        # The command line of the shell running the script (cut's parent).
+        me = "tr '\\0' ' ' < /proc/$(cut -d' ' -f4 /proc/self/stat)/cmdline"
+        inline = s.run(datum(*sh(me)))
+        assert_ran(inline)
+        assert b"/.tusk/agent.sh" in inline.stdout  # the agent's subshell ran it
+        # Not with an argument after SCRIPT, nor when SCRIPT uses $$: a real sh -c.
+        for cmd, inlined in ((("/bin/sh", "-c", me), True), (("sh", "-c", me, "zero"), False),
+                             (sh(me + " # $$"), False)):
+            r = s.run(datum(*cmd))
+            assert_ran(r)
+            assert (b"/.tusk/agent.sh" in r.stdout) is inlined, (cmd, r.stdout)
+        # The datum's PATH may name another sh: then it runs as asked.
+        r = s.run(datum(*sh(me), env={"PATH": "/bin:/usr/bin"}))
+        assert_ran(r)
+        assert b"/.tusk/agent.sh" not in r.stdout
+        # No agent variable or function leaks; no positional parameters; the
+        # environment, stdin and exit status are sh -c's.
+        r = s.run(datum(*sh('set | grep -c _tusk_; echo "$# [$FOO]"; read x; echo "got $x"; '
+                            "exit 7"), stdin=b"line\n", env={"FOO": "a b"}))
+        assert_ran(r, 7)
+        assert r.stdout == b"0\n0 [a b]\ngot line\n"
+        r = s.run(datum(*sh("if then")))
+        assert_ran(r, 2)
+        assert b"syntax error" in r.stderr
+        # exec and cd in one datum do not reach the next.
+        assert_ran(s.run(datum(*sh("cd /tmp && exec true"))))
+        r = s.run(datum(*sh("pwd")))
+        assert_ran(r)
+        assert r.stdout == b"/\n"
+
     def test_close_removes_the_container(
         self, docker_runner: DockerRunner, start: StartSession, datum: Datums
     ) -> None:

@@ -126,7 +126,8 @@ def run_unit(ctl: Controller, worker: DatumWorker, claim: Claim, plans: _PlanCac
     checked = 0.0
     worker.begin_unit()
     try:
-        for d in plan.unit(claim.unit):
+        datums = list(plan.unit(claim.unit))
+        for i, d in enumerate(datums):
             # Between datums: stop if the job ended (stop job, timeout) or the
             # claim was lost. Two metadata reads, so at most every CHECK_EVERY
             # seconds: datums of a millisecond would otherwise pay for them.
@@ -140,7 +141,7 @@ def run_unit(ctl: Controller, worker: DatumWorker, claim: Claim, plans: _PlanCac
                 if j is None or is_terminal(j) or not ctl.queue.still_held(claim):
                     ctl.queue.release(claim)
                     return
-            r = worker.run(claim.job, d)
+            r = worker.run(claim.job, d, datums[i + 1] if i + 1 < len(datums) else None)
             r.worker = env.instance
             results.append(r)
         worker.end_unit()  # the outputs are durable before the results name them

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -132,6 +133,11 @@ class DatumRun:
         timeout: ``datum_timeout`` in seconds; the user code is killed past it.
         service: served on the sandbox's loopback during the datum (see
             :class:`LoopbackService`); None for none.
+        while_running: the caller's own work to overlap with the user code
+            (staging the next datum): a runner may call it once after the
+            user code started, from the thread that called :meth:`Session.run`.
+            It must not raise. A runner that does not call it loses nothing:
+            the caller runs it afterwards.
     """
 
     cmd: tuple[str, ...]
@@ -141,6 +147,7 @@ class DatumRun:
     out_dir: str
     timeout: float | None = None
     service: LoopbackService | None = None
+    while_running: Callable[[], None] | None = None
 
     def validate(self) -> None:
         """Raise ValueError when the request cannot be honoured by any runner."""

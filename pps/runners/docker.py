@@ -73,33 +73,53 @@ _IO_DIR = _AGENT_DIR + "/io"
 _AGENT_SCRIPT = r"""# tusk runner agent: runs /.tusk/io/datum.sh once per request line.
 # Protocol: the host writes one line to io/req per datum; the agent answers
 # "<exit status> <OOM kills in this container so far>" on io/resp.
-io=/.tusk/io
-oom_kills() {
-    n=-
-    for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do
-        if [ -r "$f" ]; then
-            while read -r k v; do
-                if [ "$k" = oom_kill ]; then n=$v; fi
-            done <"$f"
+# Its variables start with _tusk_: a datum script unsets them all (AGENT_VARS).
+_tusk_io=/.tusk/io
+_tusk_oom_kills() {
+    _tusk_n=-
+    for _tusk_f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do
+        if [ -r "$_tusk_f" ]; then
+            while read -r _tusk_k _tusk_v; do
+                if [ "$_tusk_k" = oom_kill ]; then _tusk_n=$_tusk_v; fi
+            done <"$_tusk_f"
             break
         fi
     done
 }
 # resp first: the host opened it for reading before starting the container, so
 # this does not block, and the host sees EOF only when this shell is gone.
-exec 3>"$io/resp"
-oom_kills
-echo "ready $n" >&3
-exec 4<"$io/req"
-while read -r req <&4; do
+exec 3>"$_tusk_io/resp"
+_tusk_oom_kills
+# Whether `sh` on the image's PATH is this very shell: then a `sh -c SCRIPT`
+# command runs as SCRIPT in the subshell below (no exec).
+_tusk_sh=-
+_tusk_ifs=$IFS
+IFS=:
+for _tusk_d in $PATH; do
+    if [ -f "${_tusk_d:-.}/sh" ] && [ -x "${_tusk_d:-.}/sh" ]; then
+        if [ "${_tusk_d:-.}/sh" -ef /bin/sh ]; then _tusk_sh=/bin/sh; fi
+        break
+    fi
+done
+IFS=$_tusk_ifs
+echo "ready $_tusk_n $_tusk_sh" >&3
+exec 4<"$_tusk_io/req"
+while read -r _tusk_req <&4; do
     # A forked subshell sources the script (which execs the user's command):
     # one exec per datum fewer than running a new /bin/sh on it.
-    ( . "$io/datum.sh" ) 3>&- 4<&-
-    rc=$?
-    oom_kills
-    echo "$rc $n" >&3
+    ( . "$_tusk_io/datum.sh" ) 3>&- 4<&-
+    _tusk_rc=$?
+    _tusk_oom_kills
+    echo "$_tusk_rc $_tusk_n" >&3
 done
 """
+
+#: What a datum script unsets before it evaluates user code in the agent's subshell.
+_AGENT_VARS = "unset _tusk_io _tusk_n _tusk_f _tusk_k _tusk_v _tusk_req _tusk_rc _tusk_sh " \
+    "_tusk_ifs _tusk_d; " \
+    "unset -f _tusk_oom_kills"
+#: A script mentioning one of these runs in a shell of its own (see _inline_script).
+_SUBSHELL_TELLS = ("$$", "${$", "$0", "${0", "PPID")
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -209,6 +229,8 @@ class DockerSession:
         self._poll = select.poll()
         self._buf = b""
         self._oom_kills = -1
+        #: The container's `sh` (on the image's PATH) is the agent's /bin/sh.
+        self._sh_is_agent = False
         self._init_pid: int | None = None  # the container's init, as this host sees it
         self._closed = False
         self.start_error = ""
@@ -337,7 +359,11 @@ class DockerSession:
             return result(None, error=f"could not stage the datum's files: {exc}")
         try:
             os.write(self._req_fd, b"r\n")
-            line = self._read_line(datum.timeout)
+            deadline = None if datum.timeout is None else time.monotonic() + datum.timeout
+            if datum.while_running is not None:
+                datum.while_running()
+            line = self._read_line(None if deadline is None
+                                   else max(0.0, deadline - time.monotonic()))
             if line is None:
                 return self._timed_out(datum, result)
         except (_AgentGone, BrokenPipeError):
@@ -383,13 +409,41 @@ class DockerSession:
             else:
                 # Not a shell name (an input called "my-repo"): only env(1) can set it.
                 odd.append(shlex.quote(f"{key}={value}"))
-        argv = " ".join(shlex.quote(a) for a in datum.cmd)
-        lines.append(f"exec env {' '.join(odd)} {argv}" if odd else f"exec {argv}")
+        script = self._inline_script(datum)
+        if script is not None and not odd:
+            # `sh -c SCRIPT` where that sh is the agent's own shell: the
+            # subshell evaluates SCRIPT itself, saving an exec per datum. It
+            # sees what `sh -c` would: the exported environment and no
+            # positional parameters (only $0 differs: the agent's path).
+            lines.insert(1, _AGENT_VARS)
+            lines.append(f"eval {shlex.quote(script)}")
+        else:
+            argv = " ".join(shlex.quote(a) for a in datum.cmd)
+            lines.append(f"exec env {' '.join(odd)} {argv}" if odd else f"exec {argv}")
         _write(os.path.join(self._io, "datum.sh"), ("\n".join(lines) + "\n").encode())
         if datum.stdin is not None:
             _write(os.path.join(self._io, "stdin"), datum.stdin)
         for name, src in datum.inputs.items():
             link_tree(src, os.path.join(self._pfs, name))
+
+    def _inline_script(self, datum: DatumRun) -> str | None:
+        """SCRIPT of a ``sh -c SCRIPT`` command the agent's subshell can run as
+        is; None for any other command (it is exec'd).
+
+        Only when ``sh`` is the agent's /bin/sh (by the image's PATH, which the
+        datum's environment does not change), nothing follows SCRIPT (no
+        ``$0``, ``$1`` ... to set), and SCRIPT does not ask for what differs
+        in a subshell: its shell's pid (``$$``, the same for every datum
+        there, so ``/tmp/x.$$`` would clash), its name or its parent.
+        """
+        cmd = datum.cmd
+        if len(cmd) != 3 or cmd[1] != "-c" or "PATH" in datum.env:
+            return None
+        if any(marker in cmd[2] for marker in _SUBSHELL_TELLS):
+            return None
+        if cmd[0] == "/bin/sh" or (cmd[0] == "sh" and self._sh_is_agent):
+            return cmd[2]
+        return None
 
     def _unstage(self, datum: DatumRun) -> None:
         """Empty pfs/ and out/ again, handing the output to the caller."""
@@ -556,7 +610,9 @@ class DockerSession:
                     break
         if line is None or not line.startswith(b"ready"):
             raise _Failure(self._not_ready_message())
-        self._note_oom_kills(line.partition(b" ")[2])
+        fields = line.split(b" ")
+        self._note_oom_kills(fields[1] if len(fields) > 1 else b"-")
+        self._sh_is_agent = len(fields) > 2 and fields[2] == b"/bin/sh"
         # The agent opens req right after "ready"; until then a non-blocking
         # open for writing fails with ENXIO (no reader).
         req = os.path.join(self._io, "req")
