@@ -230,6 +230,11 @@ class TestContract:
         r = s.run(datum("ls", "/pfs/data"))
         assert r.exit_code != 0
         assert (data / "f").read_bytes() == b"1"
+        # Also when the datum is killed (a runner may lend the directory itself).
+        r = s.run(datum("sleep", "30", inputs={"data": data}, timeout=0.5))
+        assert r.timed_out, r
+        assert sorted(p.name for p in data.iterdir()) == ["f"]
+        assert_ran(s.run(datum("cat", "/pfs/data/f", inputs={"data": data})))
 
     def test_output_is_collected_on_the_host(
         self, runner: Runner, start: StartSession, datum: Datums
@@ -401,6 +406,24 @@ class TestDocker:
         assert_ran(r)
         assert r.stdout == b"/\n"
 
+    def test_a_link_in_place_of_stdout_does_not_read_a_host_file(
+        self, docker_runner: DockerRunner, start: StartSession, datum: Datums, tmp_path: Path
+    ) -> None:
+        """The agent's io/ is writable by user code: a symlink (or FIFO) put
+        where the host reads the datum's stdout and stderr is not followed."""
+        secret = tmp_path / "secret"
+        secret.write_text("HOST SECRET\n")
+        s = start(docker_runner)
+        for stream in ("stdout", "stderr"):
+            for plant in (f"ln -sf {secret} /.tusk/io/{stream}",
+                          f"rm /.tusk/io/{stream}; mkfifo /.tusk/io/{stream}"):
+                r = s.run(datum(*sh(plant)))
+                assert_ran(r)
+                assert b"SECRET" not in r.stdout + r.stderr, (plant, r)
+        r = s.run(datum(*sh("echo fine; echo also >&2")))
+        assert_ran(r)
+        assert (r.stdout, r.stderr) == (b"fine\n", b"also\n")
+
     def test_close_removes_the_container(
         self, docker_runner: DockerRunner, start: StartSession, datum: Datums
     ) -> None:
@@ -553,3 +576,37 @@ def test_process_runner_without_bwrap_explains(tmp_path: Path, datum: Datums) ->
     assert not ok and "apt-get install -y bubblewrap" in why
     r = runner.start(RunnerSpec(BUSYBOX), str(tmp_path)).run(datum("true"))
     assert r.exit_code is None and "bubblewrap" in r.error
+
+
+def test_clear_dir_does_not_follow_a_directory_swapped_for_a_link(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """User code still running can swap a directory of /pfs/out for a symlink
+    between the scan and the descent: nothing outside is removed."""
+    from pps.runners import _files
+
+    outside = put_files(tmp_path / "outside", {"keep": b"host file"})
+    out = put_files(tmp_path / "out", {"d/x": b"1", "f": b"2"})
+    real_scandir = os.scandir
+    swapped = []
+
+    class Listing(list[Any]):
+        def __enter__(self) -> Listing:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    def racing_scandir(arg: Any) -> Listing:
+        with real_scandir(arg) as it:
+            entries = Listing(it)
+        if not swapped and any(e.name == "d" for e in entries):  # the scan saw a directory
+            swapped.append(True)
+            (out / "d" / "x").unlink()
+            (out / "d").rmdir()
+            (out / "d").symlink_to(outside)
+        return entries
+
+    monkeypatch.setattr(_files.os, "scandir", racing_scandir)
+    _files.clear_dir(str(out))
+    assert list(out.iterdir()) == []
+    assert (outside / "keep").read_bytes() == b"host file"

@@ -127,7 +127,8 @@ class DatumRun:
         stdin: bytes fed to the user code's stdin (empty stdin when ``None``).
         env: environment variables added to the image's own environment.
         inputs: input name -> host directory whose content appears, read-only,
-            at ``/pfs/<name>``.
+            at ``/pfs/<name>``. A runner may move the directory away while the
+            datum runs; it is back, unchanged, when :meth:`Session.run` returns.
         out_dir: host directory (created if missing, expected empty) that
             receives what the user code wrote under ``/pfs/out``.
         timeout: ``datum_timeout`` in seconds; the user code is killed past it.

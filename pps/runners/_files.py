@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 
 from pps.runners import OUTPUT_CAP
 
@@ -53,17 +54,37 @@ def link_tree(src: str, dst: str) -> None:
 def clear_dir(path: str) -> None:
     """Remove everything inside ``path`` but keep ``path`` itself (a mount point).
 
-    One scandir per directory and no link followed: a datum's few files cost
-    a few system calls (shutil.rmtree's descriptor-safe walk costs several
-    times more, per datum)."""
-    with os.scandir(path) as it:
-        entries = list(it)
-    for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            clear_dir(entry.path)
-            os.rmdir(entry.path)
+    User code may still run (a background process) and swap a directory in
+    there for a symlink at any moment: every level is opened with
+    ``O_NOFOLLOW`` relative to its parent's descriptor, so nothing outside
+    ``path`` is ever removed. One scandir per directory: a datum's few files
+    cost a few system calls."""
+    fd = os.open(path, _DIR)
+    try:
+        _clear_at(fd)
+    finally:
+        os.close(fd)
+
+
+def _clear_at(fd: int) -> None:
+    with os.scandir(fd) as it:
+        entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+    for name, is_dir in entries:
+        if is_dir:
+            try:
+                sub = os.open(name, _DIR, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                os.unlink(name, dir_fd=fd)  # swapped for a link or a file meanwhile
+                continue
+            try:
+                _clear_at(sub)
+            finally:
+                os.close(sub)
+            os.rmdir(name, dir_fd=fd)
         else:
-            os.unlink(entry.path)
+            os.unlink(name, dir_fd=fd)
 
 
 def remove_tree(path: str) -> None:
@@ -150,12 +171,26 @@ def _merge_at(pfd: int, name: str, dst: str) -> None:
 
 
 def read_tail(path: str, cap: int = OUTPUT_CAP) -> bytes:
-    """The last ``cap`` bytes of ``path`` (empty when it does not exist)."""
+    """The last ``cap`` bytes of the regular file ``path`` (empty when it does
+    not exist).
+
+    The file may sit where user code can write (the Docker agent's io/), so
+    a link there is not followed and anything but a regular file reads as
+    empty: a datum must not get a host file into its logs by replacing its
+    stdout with a symlink.
+    """
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > cap:
-                f.seek(size - cap)
-            return f.read(cap)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return b""
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symlink
+            return b""
+        raise
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return b""
+        if st.st_size > cap:
+            f.seek(st.st_size - cap)
+        return f.read(cap)

@@ -229,6 +229,8 @@ class DockerSession:
         self._poll = select.poll()
         self._buf = b""
         self._oom_kills = -1
+        #: Input name -> the caller's directory now renamed to pfs/<name>.
+        self._lent: dict[str, str] = {}
         #: The container's `sh` (on the image's PATH) is the agent's /bin/sh.
         self._sh_is_agent = False
         self._init_pid: int | None = None  # the container's init, as this host sees it
@@ -424,7 +426,21 @@ class DockerSession:
         if datum.stdin is not None:
             _write(os.path.join(self._io, "stdin"), datum.stdin)
         for name, src in datum.inputs.items():
-            link_tree(src, os.path.join(self._pfs, name))
+            dst = os.path.join(self._pfs, name)
+            # The caller's staged directory itself, lent for the datum and put
+            # back by _unstage: one rename instead of a link per file. The
+            # mount is read-only, so user code cannot change it.
+            try:
+                os.rename(src, dst)
+            except OSError as exc:
+                if exc.errno == errno.EXDEV:
+                    link_tree(src, dst)
+                    continue
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                remove_tree(dst)  # a leftover of a datum that could not unstage
+                os.rename(src, dst)
+            self._lent[name] = src
 
     def _inline_script(self, datum: DatumRun) -> str | None:
         """SCRIPT of a ``sh -c SCRIPT`` command the agent's subshell can run as
@@ -448,6 +464,13 @@ class DockerSession:
     def _unstage(self, datum: DatumRun) -> None:
         """Empty pfs/ and out/ again, handing the output to the caller."""
         for name in datum.inputs:
+            lent = self._lent.pop(name, None)
+            if lent is not None:
+                try:
+                    os.rename(os.path.join(self._pfs, name), lent)
+                    continue
+                except OSError:
+                    pass
             try:
                 remove_tree(os.path.join(self._pfs, name))
             except OSError:
