@@ -351,6 +351,11 @@ class DatumWorker:
         *container* sees it (:class:`_OutputLinks`), and may only name the
         datum's own inputs (stored by reference: no bytes copied) or other
         output files. Anything else fails the datum with :class:`BadOutput`.
+        User code may still run meanwhile (a process left in the background,
+        its cwd in a directory moved here from ``/pfs/out``) and swap any
+        directory for a link: every path under ``out_dir`` is reached from
+        ``out_dir`` one component at a time, never through a link
+        (:func:`_open_beneath`).
         """
         links = _OutputLinks(self, d)
         outputs: list[OutputFile] = []
@@ -361,7 +366,7 @@ class DatumWorker:
                 outputs.append(OutputFile(path, src.entry.size, tuple(src.tree.chunks(src.entry))))
                 total += src.entry.size
                 continue
-            fd = _open_regular(src, path)
+            fd = _open_regular(self.out_dir, src, path)
             with os.fdopen(fd, "rb") as fh:
                 refs, size = writer.write_stream(iter(lambda: fh.read(PIECE), b""))
             outputs.append(OutputFile(path, size, tuple(refs)))
@@ -449,7 +454,7 @@ class _OutputLinks:
         """
         host = self._host(link_vpath)
         assert host is not None
-        first = os.readlink(host[1])
+        first = self._readlink(host)
         todo = [c for c in first.split("/") if c]
         cur = "/" if first.startswith("/") else posixpath.dirname(link_vpath)
         hops = 1
@@ -475,7 +480,7 @@ class _OutputLinks:
                 raise bad(f"which resolves to {return_path}, outside the datum's inputs "
                           "(/pfs/<input>/...) and /pfs/out")
             try:
-                st = os.lstat(mapped[1])
+                st = self._lstat(mapped)
             except (FileNotFoundError, NotADirectoryError):
                 raise bad(f"which does not exist in the datum's view ({nxt}): a link "
                           "may only name files of this datum's own inputs") from None
@@ -483,7 +488,7 @@ class _OutputLinks:
                 hops += 1
                 if hops > _MAX_LINKS:
                     raise bad(f"which is a loop (more than {_MAX_LINKS} links deep)")
-                target = os.readlink(mapped[1])
+                target = self._readlink(mapped)
                 todo = [x for x in target.split("/") if x] + todo
                 if target.startswith("/"):
                     cur = "/"
@@ -497,6 +502,26 @@ class _OutputLinks:
                       "inputs or outputs")
         return final[0], cur, final[1]
 
+    def _lstat(self, host: tuple[str, str]) -> os.stat_result:
+        """lstat of a ``(kind, host path)`` from :meth:`_host`."""
+        if host[0] != "out" or os.path.normpath(host[1]) == os.path.normpath(self.w.out_dir):
+            # The worker's own staging, or out_dir itself: no user code changes them.
+            return os.lstat(host[1])
+        fd, name = _parent_beneath(self.w.out_dir, host[1])
+        try:
+            return os.stat(name, dir_fd=fd, follow_symlinks=False)
+        finally:
+            os.close(fd)
+
+    def _readlink(self, host: tuple[str, str]) -> str:
+        if host[0] != "out":
+            return os.readlink(host[1])
+        fd, name = _parent_beneath(self.w.out_dir, host[1])
+        try:
+            return os.readlink(name, dir_fd=fd)
+        finally:
+            os.close(fd)
+
     def walk(self) -> Iterator[tuple[str, str | InputFile]]:
         """``(output path, source)`` for every output file, sorted by path.
 
@@ -507,24 +532,28 @@ class _OutputLinks:
 
     def _walk_dir(self, host_dir: str, out_path: str,
                   active: set[tuple[int, int]]) -> Iterator[tuple[str, str | InputFile]]:
-        st = os.lstat(host_dir)
-        key = (st.st_dev, st.st_ino)
-        if key in active:
-            raise BadOutput(f"/pfs/out{out_path.rstrip('/')} links back to a directory that "
-                            f"contains it (a loop); {_LINK_FIX}")
-        active = active | {key}
-        with os.scandir(host_dir) as it:
-            entries = sorted(it, key=lambda e: e.name)
-        for e in entries:
-            path = posixpath.join(out_path, e.name)
+        fd = _open_beneath(self.w.out_dir, host_dir, _DIR)
+        try:
+            st = os.fstat(fd)
+            key = (st.st_dev, st.st_ino)
+            if key in active:
+                raise BadOutput(f"/pfs/out{out_path.rstrip('/')} links back to a directory "
+                                f"that contains it (a loop); {_LINK_FIX}")
+            active = active | {key}
+            with os.scandir(fd) as it:
+                entries = sorted((e.name, e.stat(follow_symlinks=False)) for e in it)
+        finally:
+            os.close(fd)
+        for name, st in entries:
+            path = posixpath.join(out_path, name)
             clean = clean_path(path)
-            st = e.stat(follow_symlinks=False)
+            host = os.path.join(host_dir, name)
             if stat.S_ISDIR(st.st_mode):
-                yield from self._walk_dir(e.path, path, active)
+                yield from self._walk_dir(host, path, active)
             elif stat.S_ISREG(st.st_mode):
-                yield clean, e.path
+                yield clean, host
             elif stat.S_ISLNK(st.st_mode):
-                yield from self._walk_link(self._vpath(e.path), path, active)
+                yield from self._walk_link(self._vpath(host), path, active)
             else:
                 raise BadOutput(f"/pfs/out{path} is a {_kind(st.st_mode)}, which cannot be an "
                                 "output file: write a regular file instead")
@@ -536,7 +565,7 @@ class _OutputLinks:
     def _walk_link(self, vpath: str, out_path: str,
                    active: set[tuple[int, int]]) -> Iterator[tuple[str, str | InputFile]]:
         kind, target, host = self.resolve(vpath)
-        st = os.lstat(host)
+        st = self._lstat((kind, host))
         if kind == "out":
             if stat.S_ISDIR(st.st_mode):
                 yield from self._walk_dir(host, out_path, active)
@@ -580,15 +609,53 @@ def _kind(mode: int) -> str:
     return "special file"
 
 
-def _open_regular(host_path: str, out_path: str) -> int:
-    """Open an output file for reading without following links or blocking.
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
-    ``O_NOFOLLOW`` and ``O_NONBLOCK`` make a file swapped for a link or a FIFO
-    after the walk fail here instead of leading the worker elsewhere or
-    hanging it; ``fstat`` checks that what was opened is a regular file.
+
+def _open_beneath(root: str, path: str, flags: int) -> int:
+    """Open ``path`` (``root`` itself or a path under it) with ``flags | O_NOFOLLOW``,
+    from ``root`` one component at a time, each directory with ``O_NOFOLLOW``.
+
+    A path string is resolved by the host's kernel, which follows a link at
+    any component: a directory under ``root`` swapped for a link to ``/etc``
+    after the walk saw it would lead the worker into the host's files. Here a
+    component that is a link fails (ELOOP, or ENOTDIR for a file).
+    """
+    rel = os.path.relpath(path, root)
+    parts = [] if rel == "." else rel.split(os.sep)
+    if ".." in parts:
+        raise ValueError(f"{path} is not under {root}")
+    fd = os.open(root, _DIR)
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            nxt = os.open(part, flags | os.O_NOFOLLOW | os.O_CLOEXEC if last else _DIR,
+                          dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _parent_beneath(root: str, path: str) -> tuple[int, str]:
+    """(descriptor of the parent directory, name) of ``path``, a path strictly
+    under ``root`` (:func:`_open_beneath`); the caller closes the descriptor."""
+    parent, name = os.path.split(path)
+    return _open_beneath(root, parent, _DIR), name
+
+
+def _open_regular(root: str, host_path: str, out_path: str) -> int:
+    """Open an output file under ``root`` for reading without following links or blocking.
+
+    :func:`_open_beneath` and ``O_NONBLOCK`` make a file (or a directory on
+    its path) swapped for a link or a FIFO after the walk fail here instead of
+    leading the worker elsewhere or hanging it; ``fstat`` checks that what was
+    opened is a regular file.
     """
     try:
-        fd = os.open(host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = _open_beneath(root, host_path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as e:
         raise BadOutput(f"/pfs/out{out_path} could not be read safely ({e.strerror}): "
                         "write a regular file instead") from None

@@ -113,6 +113,76 @@ def test_relative_links_resolve_as_the_container_sees_them(stack: tuple[PFS, PPS
     assert files(pfs, "rel") == {"/d/a.txt": b"alpha\n", "/subdir/b.txt": b"beta\n"}
 
 
+def test_a_directory_swapped_for_a_link_during_the_upload_reads_no_host_file(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """User code still running after the datum (a background process, its cwd
+    in a directory moved from /pfs/out to the worker's output directory) swaps
+    a directory for a link to the host's files while the worker walks it: the
+    worker must not read through it. Deterministic: the swap is done by the
+    worker's own listing of that directory (the Docker test below does it for real)."""
+    from pfs.blobs import BlobStore
+    from pfs.metadata import MemoryMetadataStore
+    from pfs.objects import MemoryObjectStore
+    from pps.runners.fake import Act, FakeRunner
+
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "a").write_bytes(SECRET)
+    (host / "passwd").write_bytes(SECRET)
+    outs: list[str] = []
+
+    def behaviour(d: Any) -> Act:
+        outs.append(d.out_dir)
+        return Act(files={"/X/d/a": b"mine\n", "/X/d/passwd": b"mine too\n"})
+
+    real_scandir = os.scandir
+
+    class Listing:
+        """What os.scandir returns, read in full before the swap."""
+
+        def __init__(self, entries: list[Any]) -> None:
+            self.it = iter(entries)
+
+        def __iter__(self) -> Any:
+            return self
+
+        def __next__(self) -> Any:
+            return next(self.it)
+
+        def __enter__(self) -> Any:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    def racing_scandir(*args: Any) -> Any:
+        with real_scandir(*args) as it:
+            entries = list(it)
+        if sorted(e.name for e in entries) == ["a", "passwd"] and outs:
+            d = os.path.join(outs[-1], "X", "d")
+            if os.path.isdir(d) and not os.path.islink(d):
+                os.rename(d, d + ".real")
+                os.symlink(host, d)
+        return Listing(entries)
+
+    pfs = PFS(MemoryMetadataStore(), BlobStore(MemoryObjectStore()))
+    pps = PPS(pfs, str(tmp_path / "scratch"), runner=FakeRunner(behaviour))
+    try:
+        pfs.create_repo("data")
+        put(pfs, "data", {"/a.txt": b"alpha\n"})
+        monkeypatch.setattr(os, "scandir", racing_scandir)
+        j = run(pps, "swap", "true")
+        monkeypatch.undo()
+        assert j.state == JobState.FAILURE, files(pfs, "swap")
+        assert "/pfs/out/X/d/a could not be read safely" in j.reason, j.reason
+    finally:
+        monkeypatch.undo()
+        pps.close()
+
+
 # --- the container itself (Docker only) ---------------------------------------------------
 
 DOCKER_DEFAULT_CAPS = 0x00000000A80425FB  # Docker's default capability set (moby)
@@ -153,6 +223,26 @@ def test_container_has_no_new_privileges_and_only_default_capabilities(
     allowed = {"/pfs", "/pfs/out", "/.tusk", "/.tusk/io", "/etc/hosts", "/etc/hostname",
                "/etc/resolv.conf", "/sbin/docker-init"}
     assert binds <= allowed, binds - allowed
+
+
+def test_a_background_process_swapping_an_output_directory_reads_no_host_file(
+        docker_stack: tuple[PFS, PPS], tmp_path: Any) -> None:
+    """The real attack: a process left running by the datum waits until the
+    worker reads X/d/big (its access time changes), then swaps d for a link to
+    a host directory; the worker's walk of d goes on to X/d/passwd."""
+    pfs, pps = docker_stack
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "passwd").write_bytes(SECRET)
+    script = ("mkdir -p /pfs/out/X/d; head -c 100000000 /dev/urandom > /pfs/out/X/d/big; "
+              "echo mine > /pfs/out/X/d/passwd; "
+              "(cd /pfs/out/X; t=$(stat -c %x d/big); "
+              "while [ \"$(stat -c %x d/big)\" = \"$t\" ]; do :; done; "
+              f"mv d real; ln -s {host} d) >/dev/null 2>&1 &")
+    j = run(pps, "swap", script)
+    assert all(SECRET not in v for v in files(pfs, "swap").values())
+    assert j.state == JobState.FAILURE, sorted(files(pfs, "swap"))
+    assert "/pfs/out/X/d/passwd" in j.reason, j.reason
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -424,6 +425,82 @@ class TestDocker:
         assert_ran(r)
         assert (r.stdout, r.stderr) == (b"fine\n", b"also\n")
 
+    def _run_within(self, runner: DockerRunner, s: DockerSession, d: DatumRun,
+                    seconds: float) -> RunResult | None:
+        """``s.run(d)``, or None if it has not returned after ``seconds`` (the
+        container is then killed, which ends the run)."""
+        got: list[RunResult] = []
+        th = threading.Thread(target=lambda: got.append(s.run(d)), daemon=True)
+        th.start()
+        th.join(seconds)
+        if th.is_alive():
+            runner.client().containers.get(s.container_id).kill()
+            th.join(30)
+            return None
+        return got[0]
+
+    def test_a_flood_into_the_response_fifo_does_not_outlast_the_timeout(
+        self, docker_runner: DockerRunner, start: StartSession, datum: Datums
+    ) -> None:
+        """io/resp is writable from the container: bytes without a newline
+        there must not keep the host reading (past the timeout, into memory)."""
+        s = start(docker_runner)
+        assert isinstance(s, DockerSession)
+        for plant in ("cat /dev/zero > /.tusk/io/resp", "echo bogus > /.tusk/io/resp; sleep 60"):
+            r = self._run_within(docker_runner, s, datum(*sh(plant), timeout=3), 20)
+            assert r is not None, f"{plant}: still running 20 s into a 3 s timeout"
+            assert r.exit_code is None and "/.tusk/io/resp" in r.error, r
+            assert_ran(s.run(datum("true")))
+
+    def test_a_full_request_fifo_does_not_block_the_host(
+        self, docker_runner: DockerRunner, start: StartSession, datum: Datums
+    ) -> None:
+        """Left behind by one datum, a process stops the agent and fills io/req:
+        the host's request for the next datum must not block (before its timeout)."""
+        s = start(docker_runner)
+        assert isinstance(s, DockerSession)
+        fill = "kill -STOP $PPID; head -c 65536 /dev/zero > /.tusk/io/req; touch /tmp/full"
+        assert_ran(s.run(datum(*sh(f"(sleep 0.5; {fill}) >/dev/null 2>&1 &"))))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            # The agent is stopped: look from the engine's side.
+            probe = docker_runner.client().containers.get(s.container_id)
+            if probe.exec_run(["test", "-e", "/tmp/full"]).exit_code == 0:
+                break
+            time.sleep(0.1)
+        r = self._run_within(docker_runner, s, datum("true", timeout=3), 20)
+        assert r is not None, "still running 20 s into a 3 s timeout"
+        assert r.exit_code is None and "/.tusk/io/req" in r.error, r
+        assert_ran(s.run(datum("true")))
+
+    def test_directories_nested_deeper_than_python_recurses_do_not_wedge_the_session(
+        self, docker_runner: DockerRunner, start: StartSession, datum: Datums
+    ) -> None:
+        """A process left behind nests 1100 directories in io/ and /pfs/out:
+        a new container (which empties both) and close() still work."""
+        s = start(docker_runner)
+        assert isinstance(s, DockerSession)
+        deep = "i=0; while [ $i -lt 1100 ]; do mkdir a; cd a; i=$((i+1)); done"
+
+        def plant() -> None:
+            assert_ran(s.run(datum(*sh(f"(sleep 0.3; (cd /.tusk/io && {deep}); "
+                                       f"(cd /pfs/out && {deep}); touch /tmp/deep) "
+                                       ">/dev/null 2>&1 &"))))
+            container = docker_runner.client().containers.get(s.container_id)
+            deadline = time.monotonic() + 60
+            while container.exec_run(["test", "-e", "/tmp/deep"]).exit_code != 0:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+
+        plant()
+        docker_runner.client().containers.get(s.container_id).kill()
+        r = s.run(datum(*sh("ls /pfs/out /.tusk/io")))
+        assert_ran(r)
+        assert b"a" not in r.stdout.split()
+        plant()
+        s.close()
+        assert not os.path.exists(s._out)
+
     def test_close_removes_the_container(
         self, docker_runner: DockerRunner, start: StartSession, datum: Datums
     ) -> None:
@@ -610,3 +687,26 @@ def test_clear_dir_does_not_follow_a_directory_swapped_for_a_link(
     _files.clear_dir(str(out))
     assert list(out.iterdir()) == []
     assert (outside / "keep").read_bytes() == b"host file"
+
+
+def test_clear_dir_empties_a_tree_deeper_than_python_recurses(tmp_path: Path) -> None:
+    """User code can nest directories as deep as it likes: a tree left there
+    must not make every later clear of the worker's scratch fail."""
+    from pps.runners._files import clear_dir
+
+    out = tmp_path / "out"
+    out.mkdir()
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(1500):
+            os.mkdir("a", dir_fd=fd)
+            sub = os.open("a", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+        os.close(os.open("f", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+    finally:
+        os.close(fd)
+    (tmp_path / "outside").write_bytes(b"kept")
+    clear_dir(str(out))
+    assert list(out.iterdir()) == []
+    assert (tmp_path / "outside").read_bytes() == b"kept"

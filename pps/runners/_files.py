@@ -6,6 +6,7 @@ import errno
 import os
 import shutil
 import stat
+import uuid
 
 from pps.runners import OUTPUT_CAP
 
@@ -58,33 +59,55 @@ def clear_dir(path: str) -> None:
     there for a symlink at any moment: every level is opened with
     ``O_NOFOLLOW`` relative to its parent's descriptor, so nothing outside
     ``path`` is ever removed. One scandir per directory: a datum's few files
-    cost a few system calls."""
+    cost a few system calls.
+
+    User code may also nest directories deeper than Python recurses (about
+    1000 levels): a directory ``_MAX_DEPTH`` levels down is renamed up into
+    ``path`` and cleared from there, so no tree makes this fail (and leave a
+    worker's scratch that nothing can empty again)."""
     fd = os.open(path, _DIR)
     try:
-        _clear_at(fd)
+        lifted: list[str] = []
+        _clear_at(fd, fd, 0, lifted)
+        while lifted:
+            _remove_entry(fd, lifted.pop(), True, fd, 1, lifted)
     finally:
         os.close(fd)
 
 
-def _clear_at(fd: int) -> None:
+#: Directory levels clear_dir descends before it moves a deeper one up.
+_MAX_DEPTH = 64
+
+
+def _clear_at(fd: int, top: int, depth: int, lifted: list[str]) -> None:
     with os.scandir(fd) as it:
         entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
     for name, is_dir in entries:
-        if is_dir:
-            try:
-                sub = os.open(name, _DIR, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
-                    raise
-                os.unlink(name, dir_fd=fd)  # swapped for a link or a file meanwhile
-                continue
-            try:
-                _clear_at(sub)
-            finally:
-                os.close(sub)
-            os.rmdir(name, dir_fd=fd)
-        else:
-            os.unlink(name, dir_fd=fd)
+        _remove_entry(fd, name, is_dir, top, depth, lifted)
+
+
+def _remove_entry(fd: int, name: str, is_dir: bool, top: int, depth: int,
+                  lifted: list[str]) -> None:
+    if not is_dir:
+        os.unlink(name, dir_fd=fd)
+        return
+    if depth >= _MAX_DEPTH:
+        up = f".tusk-deep-{uuid.uuid4().hex}"
+        os.rename(name, up, src_dir_fd=fd, dst_dir_fd=top)
+        lifted.append(up)
+        return
+    try:
+        sub = os.open(name, _DIR, dir_fd=fd)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+        os.unlink(name, dir_fd=fd)  # swapped for a link or a file meanwhile
+        return
+    try:
+        _clear_at(sub, top, depth + 1, lifted)
+    finally:
+        os.close(sub)
+    os.rmdir(name, dir_fd=fd)
 
 
 def remove_tree(path: str) -> None:

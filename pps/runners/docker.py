@@ -132,6 +132,17 @@ class _AgentGone(Exception):
     """The agent's end of the response FIFO closed: the container is dead."""
 
 
+class _Tampered(Exception):
+    """The FIFOs carry what the agent never would: user code wrote into io/resp
+    or io/req (both writable from the container), or stopped the agent. Its
+    message goes to RunResult.error; the container is discarded."""
+
+
+#: The agent's lines are "ready N /bin/sh" or "<status> <N>": anything longer
+#: than this without a newline was written by something else.
+_MAX_LINE = 256
+
+
 class DockerRunner:
     """Runs user code in the pipeline's image through a Docker engine.
 
@@ -309,9 +320,13 @@ class DockerSession:
             return
         self._closed = True
         self._discard_container()
-        shutil.rmtree(self._agent_dir, ignore_errors=True)
-        shutil.rmtree(self._pfs, ignore_errors=True)
-        shutil.rmtree(self._out, ignore_errors=True)
+        # Not shutil.rmtree: io/ and out/ hold what user code made, which may
+        # nest deeper than it recurses (remove_tree does not).
+        for d in (self._agent_dir, self._pfs, self._out):
+            try:
+                remove_tree(d)
+            except OSError:
+                pass
 
     def __enter__(self) -> Self:
         return self
@@ -360,7 +375,14 @@ class DockerSession:
         except OSError as exc:
             return result(None, error=f"could not stage the datum's files: {exc}")
         try:
-            os.write(self._req_fd, b"r\n")
+            try:
+                # Non-blocking: the agent drains req between datums, so a full
+                # pipe means user code filled it (and stopped the agent); a
+                # blocking write would wait forever, before any timeout.
+                os.write(self._req_fd, b"r\n")
+            except BlockingIOError:
+                raise _Tampered("the runner agent's request FIFO is full: user code wrote "
+                                "into /.tusk/io/req; the container was discarded") from None
             deadline = None if datum.timeout is None else time.monotonic() + datum.timeout
             if datum.while_running is not None:
                 datum.while_running()
@@ -368,9 +390,16 @@ class DockerSession:
                                    else max(0.0, deadline - time.monotonic()))
             if line is None:
                 return self._timed_out(datum, result)
+            status, _, oom = line.partition(b" ")
+            try:
+                code = int(status)
+            except ValueError:
+                raise _Tampered(_garbled(line)) from None
         except (_AgentGone, BrokenPipeError):
             return result(None, **self._death_report())
-        status, _, oom = line.partition(b" ")
+        except _Tampered as exc:
+            self._discard_container()
+            return result(None, error=str(exc))
         oom_killed = self._note_oom_kills(oom)
         if oom_killed:
             return result(
@@ -379,7 +408,7 @@ class DockerSession:
                 error=f"user code was killed for exceeding the container's memory limit "
                 f"({_mib(self.spec.memory_bytes)})",
             )
-        return result(int(status))
+        return result(code)
 
     def _timed_out(self, datum: DatumRun, result: Callable[..., RunResult]) -> RunResult:
         error = f"datum exceeded its timeout of {datum.timeout:g} s and was killed"
@@ -389,7 +418,7 @@ class DockerSession:
                 # the kill did not take, and the container cannot be trusted.
                 if self._read_line(10.0) is not None:
                     return result(None, timed_out=True, error=error)
-            except _AgentGone:
+            except (_AgentGone, _Tampered):
                 pass
         self._discard_container()
         return result(None, timed_out=True, error=error)
@@ -493,9 +522,14 @@ class DockerSession:
 
         Raises:
             _AgentGone: the agent (so the container) is gone.
+            _Tampered: more than a line's worth without a newline: user code
+                writes into io/resp (left unbounded, a flood there would grow
+                this buffer and keep this loop reading past any timeout).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while b"\n" not in self._buf:
+            if len(self._buf) > _MAX_LINE:
+                raise _Tampered(_garbled(self._buf))
             wait_ms: int | None = None
             if deadline is not None:
                 wait_ms = max(0, int((deadline - time.monotonic()) * 1000) + 1)
@@ -623,7 +657,7 @@ class DockerSession:
         while line is None:
             try:
                 line = self._read_line(0.05)
-            except _AgentGone:
+            except (_AgentGone, _Tampered):
                 break
             if line is None:
                 if time.monotonic() > deadline:
@@ -647,7 +681,7 @@ class DockerSession:
                 if exc.errno != errno.ENXIO or time.monotonic() > deadline:
                     raise _Failure(self._not_ready_message()) from exc
                 time.sleep(0.0005)
-        os.set_blocking(self._req_fd, True)
+        # Left non-blocking: see _run_staged.
 
     def _not_ready_message(self) -> str:
         logs = ""
@@ -667,7 +701,7 @@ class DockerSession:
     def _prepare_dirs(self) -> None:
         """Fresh agent files and FIFOs, empty pfs/ and out/ (with out/ as mount point)."""
         os.makedirs(self._agent_dir, exist_ok=True)
-        shutil.rmtree(self._io, ignore_errors=True)
+        remove_tree(self._io)  # user code's files, maybe nested too deep for shutil.rmtree
         os.makedirs(self._io)
         # World-writable: user code may run as any uid and its redirections
         # create stdout/stderr here.
@@ -797,6 +831,11 @@ def _write(path: str, data: bytes) -> None:
             view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
+
+
+def _garbled(data: bytes) -> str:
+    return (f"the runner agent's response FIFO carried {data[:40]!r}, which the agent never "
+            "writes: user code wrote into /.tusk/io/resp; the container was discarded")
 
 
 def _in_container(pid: int, container_id: str) -> bool:
