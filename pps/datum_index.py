@@ -5,9 +5,10 @@ The index says, for every datum of a job, its hash, its state, the job that
 ran it, the outputs it wrote and its input files: the next job skips a datum
 whose ID and hash are in it, and lineage reads it. At a million datums one
 object of all of them costs seconds to read and write, and a job that
-changed one file would still pay it. So the index is cut by the first
-:data:`SHARD_CHARS` hex characters of the datum ID into up to 4,096 *shards*
-(a datum ID is a hash: entries spread evenly), each shard one content-addressed
+changed one file would still pay it. So the index is cut by the first 1, 2
+or 3 hex characters of the datum ID (the manifest's ``chars``, by the index's
+size: :func:`chars_for`) into 16, 256 or 4,096 *shards* (a datum ID is a
+hash: entries spread evenly), each shard one content-addressed
 object (``pps/<pipeline>/shards/<hash>``), and a job's index is a small
 *manifest* (``pps/<pipeline>/<job>/datums``) naming its shards, the number of
 datums and the input commits the index describes. A job that changed a few
@@ -38,11 +39,23 @@ from pfs.objects import ObjectStore
 from pps import keys
 from pps.records import DatumIndexEntry
 
-__all__ = ["SHARD_CHARS", "DatumIndex", "Manifest"]
+__all__ = ["SHARD_CHARS", "DatumIndex", "Manifest", "chars_for"]
 
-#: Hex characters of the datum ID that pick its shard (16**3 = 4,096 shards:
-#: about 250 datums per shard at a million).
+#: Most hex characters of the datum ID that pick its shard (16**3 = 4,096
+#: shards: about 250 datums per shard at a million).
 SHARD_CHARS = 3
+#: Datums per shard on average before an index takes one more character.
+SHARD_FILL = 512
+
+
+def chars_for(count: int) -> int:
+    """How many hex characters shard an index of ``count`` datums: as few
+    shards as keep them under :data:`SHARD_FILL` datums on average (a first
+    job of 10,000 datums writes 256 shards, not 4,096: 10x faster)."""
+    chars = 1
+    while chars < SHARD_CHARS and count > SHARD_FILL * 16 ** chars:
+        chars += 1
+    return chars
 _FORMAT = 2
 
 
@@ -58,6 +71,8 @@ class Manifest:
         fingerprint: of the input spec and salt it was planned with.
         retry: IDs of datums that did not succeed (recovered): the next job
             runs them again even though their inputs did not change.
+        chars: hex characters of a datum ID naming its shard (3 in indexes
+            written before it was recorded).
     """
 
     shards: dict[str, str] = field(default_factory=dict)
@@ -65,18 +80,20 @@ class Manifest:
     commits: dict[str, str] = field(default_factory=dict)
     fingerprint: str = ""
     retry: tuple[str, ...] = ()
+    chars: int = SHARD_CHARS
 
     def encode(self) -> bytes:
         data: bytes = msgpack.packb({"format": _FORMAT, "shards": self.shards,
                                      "count": self.count, "commits": self.commits,
                                      "fingerprint": self.fingerprint,
-                                     "retry": list(self.retry)})
+                                     "retry": list(self.retry), "chars": self.chars})
         return data
 
     @staticmethod
     def decode(raw: dict[str, Any]) -> Manifest:
         return Manifest(dict(raw["shards"]), int(raw["count"]), dict(raw.get("commits") or {}),
-                        str(raw.get("fingerprint") or ""), tuple(raw.get("retry") or ()))
+                        str(raw.get("fingerprint") or ""), tuple(raw.get("retry") or ()),
+                        int(raw.get("chars") or SHARD_CHARS))
 
 
 def _encode_shard(entries: Iterable[DatumIndexEntry]) -> bytes:
@@ -137,7 +154,7 @@ class DatumIndex:
         """The entries of ``ids`` that are in the index (reads only their shards)."""
         by_shard: dict[str, list[str]] = {}
         for i in ids:
-            by_shard.setdefault(i[:SHARD_CHARS], []).append(i)
+            by_shard.setdefault(i[:m.chars], []).append(i)
         out: dict[str, DatumIndexEntry] = {}
         for prefix, wanted in by_shard.items():
             key = m.shards.get(prefix)
@@ -153,7 +170,7 @@ class DatumIndex:
     def find_prefix(self, m: Manifest, prefix: str) -> Iterator[DatumIndexEntry]:
         """Entries whose ID starts with ``prefix`` (at least one character)."""
         for p in sorted(m.shards):
-            if p.startswith(prefix[:SHARD_CHARS]) or prefix.startswith(p):
+            if p.startswith(prefix[:m.chars]) or prefix.startswith(p):
                 for e in self._read(m.shards[p]).values():
                     if e.id.startswith(prefix):
                         yield e
@@ -175,12 +192,16 @@ class DatumIndex:
               fingerprint: str) -> Manifest:
         """A new index: ``base`` with ``puts`` added (or replaced) and
         ``removes`` taken out. Writes only the shards that change; the
-        caller stores the manifest (:meth:`put_manifest`)."""
+        caller stores the manifest (:meth:`put_manifest`). An index that
+        grew past its shard width (:func:`chars_for`) is written again whole
+        with one more character."""
+        puts = list(puts)
+        chars = base.chars if base is not None else chars_for(len(puts))
         changes: dict[str, dict[str, DatumIndexEntry | None]] = {}
         for i in removes:
-            changes.setdefault(i[:SHARD_CHARS], {})[i] = None
+            changes.setdefault(i[:chars], {})[i] = None
         for e in puts:
-            changes.setdefault(e.id[:SHARD_CHARS], {})[e.id] = e
+            changes.setdefault(e.id[:chars], {})[e.id] = e
         shards = dict(base.shards) if base is not None else {}
         count = base.count if base is not None else 0
         retry = set(base.retry) if base is not None else set()
@@ -205,7 +226,10 @@ class DatumIndex:
             if key != old_key:
                 self.objects.put(key, data)
             shards[prefix] = key
-        return Manifest(shards, count, dict(commits), fingerprint, tuple(sorted(retry)))
+        m = Manifest(shards, count, dict(commits), fingerprint, tuple(sorted(retry)), chars)
+        if chars_for(count) > chars:
+            return self.write(None, list(self.entries(m)), (), commits, fingerprint)
+        return m
 
     def put_manifest(self, job: str, m: Manifest) -> None:
         self.objects.put(keys.index_object(self.pipeline, job), m.encode())

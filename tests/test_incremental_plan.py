@@ -178,7 +178,46 @@ def test_a_one_file_change_touches_one_datum_and_one_shard() -> None:
     assert plan.data_total == 5000 and not plan.skipped and src.globs == 0
     after = _succeed(world, plan, base, "j1")
     changed = [p for p in after.manifest.shards if after.manifest.shards[p] != shards_before[p]]
-    assert changed == [plan.process[0].id[:3]]
+    assert after.manifest.chars == 1  # 5,000 datums: 16 shards
+    assert changed == [plan.process[0].id[:1]]
+
+
+def test_shard_width_follows_the_index_size_and_grows_with_it() -> None:
+    di = DatumIndex(MemoryObjectStore(), "p")
+
+    def entries(lo: int, hi: int) -> list[DatumIndexEntry]:
+        return [DatumIndexEntry(f"{i * 2654435761 % 16**12:012x}{i:052x}", "h", "success", "j",
+                                (), ()) for i in range(lo, hi)]
+
+    small = di.write(None, entries(0, 100), (), {}, "")
+    assert small.chars == 1 and len(small.shards) <= 16
+    # Past 16 x SHARD_FILL datums the index is written again with 2 characters.
+    grown = di.write(small, entries(100, 9000), (), {}, "")
+    assert grown.chars == 2 and 16 < len(grown.shards) <= 256 and grown.count == 9000
+    everything = entries(0, 9000)
+    assert di.lookup(grown, [e.id for e in everything[::97]]) == {
+        e.id: e for e in everything[::97]}
+    assert sorted(e.id for e in di.entries(grown)) == sorted(e.id for e in everything)
+
+
+def test_an_index_written_before_widths_were_recorded_reads_as_3_characters(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import pps.datum_index as index_module
+
+    di = DatumIndex(MemoryObjectStore(), "p")
+    everything = [DatumIndexEntry(f"{i:064x}"[::-1], "h", "success", "j", (), ())
+                  for i in range(300)]
+    monkeypatch.setattr(index_module, "chars_for", lambda count: 3)
+    m = di.write(None, everything, (), {}, "")
+    monkeypatch.undo()
+    raw = msgpack.unpackb(m.encode(), raw=False)
+    del raw["chars"]
+    legacy = index_module.Manifest.decode(raw)
+    assert legacy == m and legacy.chars == 3 and len(legacy.shards) > 16
+    assert di.lookup(legacy, [everything[7].id]) == {everything[7].id: everything[7]}
+    # The next job's update keeps its width.
+    after = di.write(legacy, [everything[7]._replace(hash="h2")], (), {}, "")
+    assert after.chars == 3 and di.lookup(after, [everything[7].id])[everything[7].id].hash == "h2"
 
 
 def test_changed_spec_or_salt_plans_in_full() -> None:

@@ -402,12 +402,16 @@ class DockerSession:
             return result(None, error=str(exc))
         oom_killed = self._note_oom_kills(oom)
         if oom_killed:
-            return result(
+            res = result(
                 None,
                 oom_killed=True,
                 error=f"user code was killed for exceeding the container's memory limit "
-                f"({_mib(self.spec.memory_bytes)})",
+                f"({_mib(self.spec.memory_bytes)}); a new container runs the next datum",
             )
+            # The kernel may still be killing in there (the agent too, after
+            # its answer): the next datum must not find a dying container.
+            self._discard_container()
+            return res
         return result(code)
 
     def _timed_out(self, datum: DatumRun, result: Callable[..., RunResult]) -> RunResult:
