@@ -299,12 +299,25 @@ class LocalObjectStore:
         path = self._path(key)
         check_range(offset, length)
         try:
-            with open(path, "rb") as f:
-                if offset:
-                    f.seek(offset)
-                return f.read() if length is None else f.read(length)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError) as exc:
             raise ObjectNotFound(key) from exc
+        try:  # raw reads: no buffered file object per chunk read
+            if length is None:
+                length = os.fstat(fd).st_size - offset
+            parts = []
+            while length > 0:
+                piece = os.pread(fd, length, offset)
+                if not piece:
+                    break
+                parts.append(piece)
+                offset += len(piece)
+                length -= len(piece)
+            return b"".join(parts)
+        except IsADirectoryError as exc:
+            raise ObjectNotFound(key) from exc
+        finally:
+            os.close(fd)
 
     def exists(self, key: str) -> bool:
         """Whether a regular file exists for ``key``."""

@@ -139,11 +139,14 @@ class DatumWorker:
                 parent = os.path.dirname(dst)
                 if parent != base:
                     os.makedirs(parent, exist_ok=True)
-                with open(dst, "wb") as fh:
+                fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+                try:
                     if not inp.empty_files:
                         for piece in self.read_chunks(tree.chunks(f)):
-                            fh.write(piece)
+                            _write_all(fd, piece)
                             nbytes += len(piece)
+                finally:
+                    os.close(fd)
         return dirs, nbytes
 
     def _env(self, job_id: str, d: PlannedDatum) -> dict[str, str]:
@@ -367,8 +370,10 @@ class DatumWorker:
                 total += src.entry.size
                 continue
             fd = _open_regular(self.out_dir, src, path)
-            with os.fdopen(fd, "rb") as fh:
-                refs, size = writer.write_stream(iter(lambda: fh.read(PIECE), b""))
+            try:
+                refs, size = writer.write_stream(_read_pieces(fd))
+            finally:
+                os.close(fd)
             outputs.append(OutputFile(path, size, tuple(refs)))
             total += size
         if writer is not self.unit_writer:
@@ -664,6 +669,26 @@ def _open_regular(root: str, host_path: str, out_path: str) -> int:
         raise BadOutput(f"/pfs/out{out_path} is not a regular file: write a regular file instead")
     os.set_blocking(fd, True)
     return fd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_pieces(fd: int) -> Iterator[bytes]:
+    """The file's bytes in :data:`PIECE`-sized reads (the last may be short)."""
+    while True:
+        piece = os.read(fd, PIECE)
+        if not piece:
+            return
+        while len(piece) < PIECE:  # a short read: keep pieces whole for chunking
+            more = os.read(fd, PIECE - len(piece))
+            if not more:
+                break
+            piece += more
+        yield piece
 
 
 def _stdin(lines: tuple[str, ...]) -> bytes | None:

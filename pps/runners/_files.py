@@ -210,10 +210,18 @@ def read_tail(path: str, cap: int = OUTPUT_CAP) -> bytes:
         if exc.errno == errno.ELOOP:  # a symlink
             return b""
         raise
-    with os.fdopen(fd, "rb") as f:
+    try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
             return b""
-        if st.st_size > cap:
-            f.seek(st.st_size - cap)
-        return f.read(cap)
+        start = max(0, st.st_size - cap)
+        parts = []
+        while True:
+            piece = os.pread(fd, cap, start)
+            if not piece:
+                break
+            parts.append(piece)
+            start += len(piece)
+        return b"".join(parts)[-cap:]
+    finally:
+        os.close(fd)
