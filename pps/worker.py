@@ -85,6 +85,8 @@ class DatumWorker:
         #: Inputs read through S3 (not staged at /pfs/<name>).
         self.s3_inputs = frozenset(leaf.name for leaf in spec.input.leaves()
                                    if isinstance(leaf, PFSInput) and leaf.s3)
+        #: Inputs staged at /pfs/<name>.
+        self.staged_inputs = frozenset(leaf.name for leaf in spec.input.leaves()) - self.s3_inputs
         self._step = _STAGE
         #: (job, datum) running now, for ``restart datum``; None between datums.
         self.current: tuple[str, str] | None = None
@@ -108,11 +110,29 @@ class DatumWorker:
         in_dir, out_dir = self._dirs[self._cur if which is None else which]
         for d in (in_dir, out_dir):
             try:
-                _clear(d)
+                if d == in_dir:
+                    self._clear_inputs(in_dir)
+                else:
+                    _clear(d)
             except FileNotFoundError:
                 os.makedirs(d, exist_ok=True)
         # User code may run as another uid: let it write /pfs/out.
         os.chmod(out_dir, 0o777)
+
+    def _clear_inputs(self, in_dir: str) -> None:
+        """Empty ``in_dir`` but keep the (emptied) directories of the pipeline's
+        inputs: the next datum stages into them (a directory made and removed
+        per datum costs two journaled changes). Only this worker writes here."""
+        with os.scandir(in_dir) as it:
+            entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+        for name, is_dir in entries:
+            path = os.path.join(in_dir, name)
+            if not is_dir:
+                os.unlink(path)
+                continue
+            _clear(path)
+            if name not in self.staged_inputs:
+                os.rmdir(path)
 
     def _stage(self, inputs: tuple[DatumInputRec, ...],
                in_dir: str | None = None) -> tuple[dict[str, str], int]:
@@ -123,7 +143,10 @@ class DatumWorker:
                 continue  # read through the gateway
             base = os.path.join(in_dir or self.in_dir, inp.name)
             if base not in dirs.values():
-                os.mkdir(base)
+                try:
+                    os.mkdir(base)
+                except FileExistsError:  # kept, empty, by _clear_inputs
+                    pass
             dirs[inp.name] = base
             tree = self._tree(inp.repo, inp.commit)
             entry = tree.lookup(inp.path if inp.path != "" else "/")

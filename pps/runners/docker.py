@@ -39,6 +39,7 @@ import shlex
 import shutil
 import signal
 import socket
+import stat
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -509,8 +510,11 @@ class DockerSession:
             except OSError:
                 shutil.rmtree(os.path.join(self._pfs, name), ignore_errors=True)
         for leftover in ("stdin", "stdout", "stderr"):
+            path = os.path.join(self._io, leftover)
             try:
-                os.unlink(os.path.join(self._io, leftover))
+                if leftover != "stdin" and _empty_file(path):
+                    continue  # the next datum's redirection truncates it: nothing to free
+                os.unlink(path)
             except FileNotFoundError:
                 pass
         try:
@@ -817,6 +821,17 @@ class DockerSession:
                 # Engine gone: its containers went with it (or it will clean up
                 # on restart); nothing more this session can do.
                 pass
+
+
+def _empty_file(path: str) -> bool:
+    """Whether ``path`` is an empty regular file (not a link, FIFO...).
+
+    An empty stdout is kept from one datum to the next: creating and
+    unlinking it costs two journaled changes per datum, truncating an empty
+    file none. A written one is unlinked (ext4 would flush it on the next
+    truncation), and so is anything user code put in its place."""
+    st = os.lstat(path)
+    return stat.S_ISREG(st.st_mode) and st.st_size == 0
 
 
 def _write(path: str, data: bytes) -> None:
