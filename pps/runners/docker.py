@@ -17,8 +17,10 @@ Layout of the session's ``work_dir`` on the host (and inside the container)::
     out/             -> /pfs/out          read-write; emptied into DatumRun.out_dir
 
 A bind mount shows later changes inside its source directory, so staging a
-datum is only hard-linking its files into ``pfs/<name>`` (copying across
-filesystems) and collecting its output is a rename per top-level entry.
+datum is renaming the caller's staged directory to ``pfs/<name>`` (and back
+after the datum; hard links or copies across filesystems) and collecting its
+output is a rename per top-level entry. A ``sh -c SCRIPT`` command runs in
+the agent's subshell without a new shell (:meth:`DockerSession._inline_script`).
 
 Failure handling: the agent holds the response FIFO open for its whole life, so
 the host sees end-of-file the instant the container dies (memory limit, crash)
