@@ -549,6 +549,24 @@ class TestDocker:
         assert "memory limit (32 MiB)" in r.error
         assert_ran(s.run(datum("echo", "fine")))
 
+    @pytest.mark.parametrize("counter", ["host", "agent"])
+    def test_an_oom_kill_of_a_child_is_reported_though_the_code_exits_0(
+        self, docker_runner: DockerRunner, start: StartSession, datum: Datums, counter: str
+    ) -> None:
+        """The OOM-kill counter is what catches a kill the exit status hides,
+        whether the host reads it (the usual path) or the agent does."""
+        s = start(docker_runner, memory_bytes=32 << 20)
+        assert isinstance(s, DockerSession)
+        assert_ran(s.run(datum("true")))
+        assert s._oom_fd >= 0, "the host did not open the container's OOM-kill counter"
+        if counter == "agent":
+            s._close_oom_counter()
+        r = s.run(datum(*sh(
+            "(x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}); echo survived")))
+        assert r.oom_killed, r
+        assert "memory limit (32 MiB)" in r.error
+        assert_ran(s.run(datum("echo", "fine")))
+
     def test_container_death_mid_datum_is_reported_and_repaired(
         self, docker_runner: DockerRunner, start: StartSession, datum: Datums
     ) -> None:

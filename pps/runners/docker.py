@@ -75,7 +75,8 @@ _IO_DIR = _AGENT_DIR + "/io"
 # only fork per datum is the child shell that runs the datum script.
 _AGENT_SCRIPT = r"""# tusk runner agent: runs /.tusk/io/datum.sh once per request line.
 # Protocol: the host writes one line to io/req per datum; the agent answers
-# "<exit status> <OOM kills in this container so far>" on io/resp.
+# "<exit status> <OOM kills in this container so far>" on io/resp. The count
+# is "-" when the request line is "h": the host reads the counter itself.
 # Its variables start with _tusk_: a datum script unsets them all (AGENT_VARS).
 _tusk_io=/.tusk/io
 _tusk_oom_kills() {
@@ -85,6 +86,7 @@ _tusk_oom_kills() {
             while read -r _tusk_k _tusk_v; do
                 if [ "$_tusk_k" = oom_kill ]; then _tusk_n=$_tusk_v; fi
             done <"$_tusk_f"
+            _tusk_of=$_tusk_f
             break
         fi
     done
@@ -92,6 +94,7 @@ _tusk_oom_kills() {
 # resp first: the host opened it for reading before starting the container, so
 # this does not block, and the host sees EOF only when this shell is gone.
 exec 3>"$_tusk_io/resp"
+_tusk_of=-
 _tusk_oom_kills
 # Whether `sh` on the image's PATH is this very shell: then a `sh -c SCRIPT`
 # command runs as SCRIPT in the subshell below (no exec).
@@ -105,24 +108,27 @@ for _tusk_d in $PATH; do
     fi
 done
 IFS=$_tusk_ifs
-echo "ready $_tusk_n $_tusk_sh" >&3
+echo "ready $_tusk_n $_tusk_sh $_tusk_of" >&3
 exec 4<"$_tusk_io/req"
 while read -r _tusk_req <&4; do
     # A forked subshell sources the script (which execs the user's command):
     # one exec per datum fewer than running a new /bin/sh on it.
     ( . "$_tusk_io/datum.sh" ) 3>&- 4<&-
     _tusk_rc=$?
-    _tusk_oom_kills
+    # `read` takes a byte per system call: the counter file costs ~90 calls.
+    if [ "$_tusk_req" = h ]; then _tusk_n=-; else _tusk_oom_kills; fi
     echo "$_tusk_rc $_tusk_n" >&3
 done
 """
 
 #: What a datum script unsets before it evaluates user code in the agent's subshell.
 _AGENT_VARS = "unset _tusk_io _tusk_n _tusk_f _tusk_k _tusk_v _tusk_req _tusk_rc _tusk_sh " \
-    "_tusk_ifs _tusk_d; " \
+    "_tusk_ifs _tusk_d _tusk_of; " \
     "unset -f _tusk_oom_kills"
 #: A script mentioning one of these runs in a shell of its own (see _inline_script).
 _SUBSHELL_TELLS = ("$$", "${$", "$0", "${0", "PPID")
+#: Where the agent may find its container's OOM-kill counter (cgroup v1, v2).
+_OOM_FILES = ("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events")
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -243,6 +249,9 @@ class DockerSession:
         self._poll = select.poll()
         self._buf = b""
         self._oom_kills = -1
+        #: The container's OOM-kill counter file, opened from the host (-1:
+        #: the agent reads it after each datum instead).
+        self._oom_fd = -1
         #: Input name -> the caller's directory now renamed to pfs/<name>.
         self._lent: dict[str, str] = {}
         #: The container's `sh` (on the image's PATH) is the agent's /bin/sh.
@@ -349,6 +358,15 @@ class DockerSession:
         if self.spec.network != "none":
             raise _Failure(f"the container has network {self.spec.network!r}; a loopback "
                            "service needs a container without network")
+        pid, cid = self._host_pid(), str(self._container.id)
+        return listen_in_netns(pid, port, check=lambda: _in_container(pid, cid))
+
+    def _host_pid(self) -> int:
+        """The pid of the container's init, as this host sees it.
+
+        Raises:
+            _Failure: the engine does not answer or say it.
+        """
         container = self._container
         if self._init_pid is None:
             try:
@@ -358,10 +376,9 @@ class DockerSession:
                 raise _Failure(self.runner.unreachable(exc)) from exc
             except (KeyError, TypeError, ValueError):
                 raise _Failure("the engine did not say the container's pid") from None
-        pid, cid = self._init_pid, str(container.id)
-        if pid <= 0:
-            raise _Failure(f"container {cid[:12]} is not running")
-        return listen_in_netns(pid, port, check=lambda: _in_container(pid, cid))
+        if self._init_pid <= 0:
+            raise _Failure(f"container {str(container.id)[:12]} is not running")
+        return self._init_pid
 
     def _run_staged(self, datum: DatumRun, started: float) -> RunResult:
         def result(exit_code: int | None, **kw: Any) -> RunResult:
@@ -382,7 +399,7 @@ class DockerSession:
                 # Non-blocking: the agent drains req between datums, so a full
                 # pipe means user code filled it (and stopped the agent); a
                 # blocking write would wait forever, before any timeout.
-                os.write(self._req_fd, b"r\n")
+                os.write(self._req_fd, b"h\n" if self._oom_fd >= 0 else b"r\n")
             except BlockingIOError:
                 raise _Tampered("the runner agent's request FIFO is full: user code wrote "
                                 "into /.tusk/io/req; the container was discarded") from None
@@ -403,7 +420,7 @@ class DockerSession:
         except _Tampered as exc:
             self._discard_container()
             return result(None, error=str(exc))
-        oom_killed = self._note_oom_kills(oom)
+        oom_killed = self._note_oom_kills(oom if self._oom_fd < 0 else self._read_oom_counter())
         if oom_killed:
             res = result(
                 None,
@@ -565,6 +582,8 @@ class DockerSession:
             count = int(field)
         except ValueError:  # "-": no memory cgroup visible in this container
             return False
+        if count < 0:
+            return False
         grew = self._oom_kills >= 0 and count > self._oom_kills
         self._oom_kills = count
         return grew
@@ -680,6 +699,8 @@ class DockerSession:
         fields = line.split(b" ")
         self._note_oom_kills(fields[1] if len(fields) > 1 else b"-")
         self._sh_is_agent = len(fields) > 2 and fields[2] == b"/bin/sh"
+        if len(fields) > 3 and self._oom_kills >= 0:
+            self._open_oom_counter(fields[3].decode(errors="replace"))
         # The agent opens req right after "ready"; until then a non-blocking
         # open for writing fails with ENXIO (no reader).
         req = os.path.join(self._io, "req")
@@ -692,6 +713,46 @@ class DockerSession:
                     raise _Failure(self._not_ready_message()) from exc
                 time.sleep(0.0005)
         # Left non-blocking: see _run_staged.
+
+    def _open_oom_counter(self, path: str) -> None:
+        """Open the container's OOM-kill counter from the host, through its
+        init's root (``/proc/<pid>/root``), so the agent need not read it
+        after each datum. Done before any user code ran in the container:
+        what is opened is the cgroup file the agent just read, which user
+        code cannot replace afterwards. On any doubt the agent keeps counting.
+        """
+        if path not in _OOM_FILES:
+            return
+        try:
+            fd = os.open(f"/proc/{self._host_pid()}/root{path}",
+                         os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except (OSError, _Failure):
+            return
+        self._oom_fd = fd
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or self._read_oom_counter() != str(
+                self._oom_kills).encode():
+            self._close_oom_counter()
+
+    def _read_oom_counter(self) -> bytes:
+        """The ``oom_kill`` count of the counter file opened by
+        :meth:`_open_oom_counter` (b"-" when it cannot be read)."""
+        try:
+            data = os.pread(self._oom_fd, 4096, 0)
+        except OSError:
+            return b"-"
+        for line in data.split(b"\n"):
+            key, _, value = line.partition(b" ")
+            if key == b"oom_kill":
+                return value.strip()
+        return b"-"
+
+    def _close_oom_counter(self) -> None:
+        if self._oom_fd >= 0:
+            try:
+                os.close(self._oom_fd)
+            except OSError:
+                pass
+        self._oom_fd = -1
 
     def _not_ready_message(self) -> str:
         logs = ""
@@ -810,6 +871,7 @@ class DockerSession:
                 except OSError:
                     pass
         self._req_fd = self._resp_fd = -1
+        self._close_oom_counter()
         self._buf = b""
         self._oom_kills = -1
         self._init_pid = None
