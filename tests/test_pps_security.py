@@ -186,6 +186,7 @@ def test_a_directory_swapped_for_a_link_during_the_upload_reads_no_host_file(
 # --- the container itself (Docker only) ---------------------------------------------------
 
 DOCKER_DEFAULT_CAPS = 0x00000000A80425FB  # Docker's default capability set (moby)
+CAP_MKNOD = 1 << 27
 
 
 @pytest.fixture
@@ -201,6 +202,14 @@ def docker_stack(busybox_image: str, tmp_path: Any) -> Iterator[tuple[PFS, PPS]]
     pfs.meta.close()
 
 
+def test_user_code_cannot_make_a_device_node_for_the_worker_to_open(
+        docker_stack: tuple[PFS, PPS]) -> None:
+    _, pps = docker_stack
+    j = run(pps, "mknod", "mknod /pfs/out/dev c 1 3")
+    assert j.state == JobState.FAILURE
+    assert "mknod: /pfs/out/dev: Operation not permitted" in j.reason, j.reason
+
+
 def test_container_has_no_new_privileges_and_only_default_capabilities(
         docker_stack: tuple[PFS, PPS]) -> None:
     pfs, pps = docker_stack
@@ -211,6 +220,9 @@ def test_container_has_no_new_privileges_and_only_default_capabilities(
     status = dict(line.split(":\t") for line in out["/status"].decode().splitlines())
     assert status["NoNewPrivs"].strip() == "1"
     assert int(status["CapEff"], 16) & ~DOCKER_DEFAULT_CAPS == 0
+    # No device nodes: one in /pfs/out or the agent's io/ would be the host's
+    # device for the worker that opens it.
+    assert int(status["CapEff"], 16) & CAP_MKNOD == 0
     # Bind mounts (a root other than "/") are only the session's own
     # directories, the files Docker writes itself for every container, and its
     # init (init=True); /proc, /sys and /dev are the kernel's, masked by Docker.

@@ -353,6 +353,51 @@ def containers(runner: DockerRunner, session: DockerSession | None = None) -> li
 
 
 @pytest.mark.docker
+class TestProcess:
+    """The process runner runs the host's own binaries with the host's system
+    directories in view: under a root worker its user code must not be root."""
+
+    def test_user_code_of_a_root_worker_has_no_root_and_no_capabilities(
+        self, process_runner: ProcessRunner, start: StartSession, datum: Datums
+    ) -> None:
+        if os.geteuid() != 0:
+            pytest.skip("the worker is not root: bubblewrap gives user code a user "
+                        "namespace of the worker's own (unprivileged) user")
+        s = start(process_runner)
+        r = s.run(datum(*sh(
+            "id -u; id -g; grep -E '^Cap(Eff|Prm|Bnd):' /proc/self/status; "
+            "(mkdir /tmp/m && mount -t tmpfs none /tmp/m) >/dev/null 2>&1 "
+            "&& echo mounted || echo no-mount; "
+            "cat /etc/shadow >/dev/null 2>&1 && echo shadow-read || echo shadow-denied; "
+            "echo t > /tmp/t && echo x > /pfs/out/x && echo wrote")))
+        assert_ran(r)
+        lines = r.stdout.decode().split("\n")
+        assert lines[:2] == ["65534", "65534"], r.stdout
+        caps = dict(line.split(":\t") for line in lines[2:5])
+        assert {k: int(v, 16) for k, v in caps.items()} == {
+            "CapPrm": 0, "CapEff": 0, "CapBnd": 0}, caps
+        assert "no-mount" in lines and "wrote" in lines, r.stdout
+        if os.path.exists("/etc/shadow") and not os.stat("/etc/shadow").st_mode & 0o004:
+            assert "shadow-denied" in lines, r.stdout
+
+    def test_the_spec_user_is_a_host_user_without_root(
+        self, process_runner: ProcessRunner, start: StartSession, datum: Datums
+    ) -> None:
+        if os.geteuid() != 0:
+            pytest.skip("the worker is not root: user code cannot be another host user")
+        s = start(process_runner, user="1234:2345")
+        r = s.run(datum(*sh("id -u; id -g; grep '^CapEff:' /proc/self/status; "
+                            "cat /etc/shadow >/dev/null 2>&1 && echo shadow-read || "
+                            "echo shadow-denied")))
+        assert_ran(r)
+        out = r.stdout.decode().split()
+        assert out[:4] == ["1234", "2345", "CapEff:", "0000000000000000"], out
+        if os.path.exists("/etc/shadow") and not os.stat("/etc/shadow").st_mode & 0o004:
+            # Mapped onto the worker's root in a user namespace, root's files
+            # would be this user's own.
+            assert out[4] == "shadow-denied", out
+
+
 class TestDocker:
     def test_one_container_serves_every_datum(
         self, docker_runner: DockerRunner, start: StartSession, datum: Datums

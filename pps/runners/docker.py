@@ -636,6 +636,9 @@ class DockerSession:
                 # capabilities beyond Docker's default set, nothing of the
                 # host but this session's own directories (below).
                 security_opt=["no-new-privileges"],
+                # Nor device nodes: one left in io/ or /pfs/out would be the
+                # host's device when the worker opens the file there.
+                cap_drop=["MKNOD"],
                 privileged=False,
                 # "" and None: the image's own USER and WORKDIR apply.
                 user=spec.user or "",

@@ -48,28 +48,52 @@ def _system_binds() -> list[str]:
     return args
 
 
-def _user_args(user: str | None) -> list[str]:
-    """bwrap arguments to run as ``user`` (``name``, ``uid`` or ``uid:gid``).
+#: The host user a root worker runs user code as when the spec names none.
+NOBODY = (65534, 65534)
+
+
+def _resolve_user(user: str) -> tuple[int, int]:
+    """(uid, gid) of ``user`` (``name``, ``uid`` or ``uid:gid``) on this host.
 
     Raises:
         ValueError: an unknown user name.
     """
-    if not user:
-        return []
     name, _, group = user.partition(":")
     if name.isdigit():
         uid = int(name)
-        gid = int(group) if group.isdigit() else uid
-    else:
-        try:
-            entry = pwd.getpwnam(name)
-        except KeyError:
-            raise ValueError(f"user {name!r} does not exist on this host") from None
-        uid = entry.pw_uid
-        gid = int(group) if group.isdigit() else entry.pw_gid
+        return uid, int(group) if group.isdigit() else uid
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise ValueError(f"user {name!r} does not exist on this host") from None
+    return entry.pw_uid, int(group) if group.isdigit() else entry.pw_gid
+
+
+def _user_args(user: str | None, setpriv: str) -> tuple[list[str], list[str]]:
+    """(bwrap arguments, command prefix) that run user code as ``user``.
+
+    Under a root worker, bubblewrap stays in the host's user namespace, so
+    its sandbox would keep root's capabilities: enough to read root-only
+    host files through the read-only system directories (/etc/shadow), to
+    mount, or to open any host file by handle. So the command runs through
+    ``setpriv``, as the spec's user or else nobody (65534), with no
+    capabilities, an empty bounding set and no new privileges. A worker that
+    is not root gets a user namespace from bubblewrap (capabilities only
+    inside it); there ``user`` only maps the ids the code sees.
+
+    Raises:
+        ValueError: an unknown user name.
+    """
+    if os.geteuid() == 0:
+        uid, gid = _resolve_user(user) if user else NOBODY
+        return [], [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
+                    "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+    if not user:
+        return [], []
+    uid, gid = _resolve_user(user)
     # A user namespace maps the chosen ids onto the caller's own: the code sees
     # uid/gid as asked, and files it writes belong to the worker on the host.
-    return ["--unshare-user", "--uid", str(uid), "--gid", str(gid)]
+    return ["--unshare-user", "--uid", str(uid), "--gid", str(gid)], []
 
 
 def _start_service(proc: subprocess.Popen[bytes], service: LoopbackService, info_r: int,
@@ -137,6 +161,9 @@ class ProcessRunner:
 
     def __init__(self, bwrap: str | None = None) -> None:
         self.bwrap = bwrap or shutil.which("bwrap") or "bwrap"
+        #: util-linux's setpriv, run inside the sandbox (from the read-only
+        #: /usr) to drop root before the user code (:func:`_user_args`).
+        self.setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
         self._available: tuple[bool, str] | None = None
 
     def available(self) -> tuple[bool, str]:
@@ -151,6 +178,12 @@ class ProcessRunner:
                 "bubblewrap (bwrap) is not installed: apt-get install -y bubblewrap, "
                 "or run with a Docker engine"
             )
+        if os.geteuid() == 0 and not os.path.isfile(self.setpriv):
+            return False, (
+                "setpriv (util-linux) is not installed, and a root worker needs it to run "
+                "user code without root: apt-get install -y util-linux"
+            )
+        _, prefix = _user_args(None, self.setpriv)
         argv = [
             self.bwrap,
             "--tmpfs",
@@ -160,9 +193,15 @@ class ProcessRunner:
             "/dev",
             "--proc",
             "/proc",
+            "--perms",
+            "1777",
+            "--tmpfs",
+            "/tmp",
             "--unshare-net",
             "--unshare-pid",
             "--die-with-parent",
+            "--",
+            *prefix,
             "true",
         ]
         try:
@@ -216,7 +255,7 @@ class ProcessSession:
         if not ok:
             return RunResult(None, b"", b"", time.monotonic() - started, error=why)
         try:
-            user_args = _user_args(self.spec.user)
+            user_args, prefix = _user_args(self.spec.user, self.runner.setpriv)
         except ValueError as exc:
             return RunResult(None, b"", b"", time.monotonic() - started, error=str(exc))
         problem = datum.out_dir_problem()
@@ -238,18 +277,20 @@ class ProcessSession:
                 return RunResult(None, b"", b"", time.monotonic() - started,
                                  error=f"could not serve the datum's S3 gateway: {why}")
         os.makedirs(datum.out_dir, exist_ok=True)
+        # User code runs as another uid than a root worker: let it write /pfs/out.
+        os.chmod(datum.out_dir, 0o777)
         with tempfile.TemporaryDirectory(dir=self._work_dir, prefix="datum-") as scratch:
-            return self._run_in(datum, scratch, user_args, started)
+            return self._run_in(datum, scratch, (user_args, prefix), started)
 
     def _run_in(
-        self, datum: DatumRun, scratch: str, user_args: list[str], started: float
+        self, datum: DatumRun, scratch: str, user: tuple[list[str], list[str]], started: float
     ) -> RunResult:
         # bwrap reports {"exit-code": N} on this pipe only when the command really
         # ran, which tells a sandbox that could not be built from user code that
         # exited 1 (bwrap's own errors also exit 1).
         status_r, status_w = os.pipe()
         try:
-            return self._run_sandbox(datum, scratch, user_args, started, status_r, status_w)
+            return self._run_sandbox(datum, scratch, user, started, status_r, status_w)
         finally:
             os.close(status_r)
 
@@ -257,7 +298,7 @@ class ProcessSession:
         self,
         datum: DatumRun,
         scratch: str,
-        user_args: list[str],
+        user: tuple[list[str], list[str]],
         started: float,
         status_r: int,
         status_w: int,
@@ -271,7 +312,7 @@ class ProcessSession:
             "--unshare-ipc",
             "--unshare-uts",
             *(["--unshare-net"] if self.spec.network == "none" else []),
-            *user_args,
+            *user[0],
             "--tmpfs",
             "/",
             *_system_binds(),
@@ -279,6 +320,8 @@ class ProcessSession:
             "/dev",
             "--proc",
             "/proc",
+            "--perms",
+            "1777",
             "--tmpfs",
             "/tmp",
             "--dir",
@@ -301,7 +344,7 @@ class ProcessSession:
             info_r, info_w = os.pipe()
             block_r, block_w = os.pipe()
             argv += ["--info-fd", str(info_w), "--block-fd", str(block_r)]
-        argv += ["--", *datum.cmd]
+        argv += ["--", *user[1], *datum.cmd]
         env = {"PATH": DEFAULT_PATH, "HOME": "/tmp", **datum.env}
         out_path = os.path.join(scratch, "stdout")
         err_path = os.path.join(scratch, "stderr")
