@@ -470,6 +470,33 @@ class TestDocker:
         assert_ran(r)
         assert (r.stdout, r.stderr) == (b"fine\n", b"also\n")
 
+    def test_what_user_code_puts_in_place_of_the_datum_script_is_replaced_not_written(
+        self, docker_runner: DockerRunner, start: StartSession, datum: Datums, tmp_path: Path
+    ) -> None:
+        """The host writes each datum's script over the last one in place. A
+        link, hard link or FIFO put there by user code is replaced: no host
+        file is written through it, and the next datum runs its own script."""
+        host_file = tmp_path / "host-file"
+        host_file.write_text("the host's\n")
+        s = start(docker_runner)
+        assert_ran(s.run(datum("true")))
+        script = Path(s._io) / "datum.sh"  # type: ignore[attr-defined]
+        with open(script, "rb") as held:  # its inode cannot be reused while held
+            assert_ran(s.run(datum("true")))
+            assert os.fstat(held.fileno()).st_nlink == 1, "the script was made anew"
+            assert script.stat().st_ino == os.fstat(held.fileno()).st_ino
+        for plant in (f"ln -sf {host_file} /.tusk/io/datum.sh",
+                      "ln /.tusk/io/datum.sh /.tusk/io/other",
+                      "rm /.tusk/io/datum.sh; mkfifo /.tusk/io/datum.sh",
+                      "head -c 100000 /dev/zero >> /.tusk/io/datum.sh"):
+            assert_ran(s.run(datum(*sh(plant))))
+            r = s.run(datum(*sh("echo $PACH_DATUM_ID")))
+            assert_ran(r)
+            assert host_file.read_text() == "the host's\n", plant
+        r = s.run(datum("sh", "-c", "echo $X", env={"X": "mine"}))
+        assert_ran(r)
+        assert r.stdout == b"mine\n"
+
     def _run_within(self, runner: DockerRunner, s: DockerSession, d: DatumRun,
                     seconds: float) -> RunResult | None:
         """``s.run(d)``, or None if it has not returned after ``seconds`` (the
