@@ -649,8 +649,13 @@ def _open_beneath(root: str, path: str, flags: int) -> int:
     after the walk saw it would lead the worker into the host's files. Here a
     component that is a link fails (ELOOP, or ENOTDIR for a file).
     """
-    rel = os.path.relpath(path, root)
-    parts = [] if rel == "." else rel.split(os.sep)
+    if path == root:
+        parts = []
+    elif path.startswith(root + os.sep):  # the usual case: no relpath (it is slow)
+        parts = [p for p in path[len(root) + 1:].split(os.sep) if p and p != "."]
+    else:
+        rel = os.path.relpath(path, root)
+        parts = [] if rel == "." else rel.split(os.sep)
     if ".." in parts:
         raise ValueError(f"{path} is not under {root}")
     fd = os.open(root, _DIR)
@@ -690,8 +695,7 @@ def _open_regular(root: str, host_path: str, out_path: str) -> int:
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise BadOutput(f"/pfs/out{out_path} is not a regular file: write a regular file instead")
-    os.set_blocking(fd, True)
-    return fd
+    return fd  # O_NONBLOCK is moot for a regular file's reads
 
 
 def _write_all(fd: int, data: bytes) -> None:

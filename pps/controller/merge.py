@@ -64,7 +64,9 @@ def merge_outcome(job: str, plan: Plan, results: Sequence[DatumResult],
     # Outputs kept from skipped datums are found in the output commit itself
     # (each file is tagged with its datum): a datum being replaced or removed
     # gives its paths up.
-    replaced = {d.id for d in plan.process} | set(plan.removed)
+    # Decoded once: a plan's pages are decoded on each pass over them.
+    planned = {d.id: d for d in plan.process}
+    replaced = set(planned) | set(plan.removed)
     paths = [o.path for r in results for o in r.outputs]
     existing = owners(paths) if owners is not None and paths else {}
     for r in results:
@@ -80,7 +82,6 @@ def merge_outcome(job: str, plan: Plan, results: Sequence[DatumResult],
                     f"{r.id[:12]}: each output path must come from one datum (name outputs "
                     "after $PACH_DATUM_ID, and merge them in a downstream pipeline)", stats=stats)
             owner[o.path] = r.id
-    planned = {d.id: d for d in plan.process}
     puts = list(plan.skipped) + [
         DatumIndexEntry(id=r.id, hash=r.hash, state=r.state, job=job,
                         outputs=tuple(o.path for o in r.outputs),
