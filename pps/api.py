@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -109,6 +110,11 @@ class PPS:
         self.meta = pfs.meta
         self.objects = pfs.objects
         self.scratch_dir = scratch_dir
+        # Datum directories under it are world-writable while user code of
+        # any uid runs (Docker's /pfs/out): only this process's user may
+        # reach them.
+        os.makedirs(scratch_dir, exist_ok=True)
+        os.chmod(scratch_dir, 0o700)
         self.default_image = default_image
         self.claim_ttl = claim_ttl
         self._runner_arg = runner

@@ -68,6 +68,14 @@ def run(pps: PPS, name: str, script: str, glob: str = "/", **extra: Any) -> JobI
     return pps.inspect_job(name, job, wait=True, timeout=120)
 
 
+def test_the_scratch_directory_is_the_workers_alone(stack: tuple[PFS, PPS, str],
+                                                    tmp_path: Any) -> None:
+    """Datum directories under it are world-writable while user code runs
+    (any uid may run in a container): no other host user may reach them."""
+    _, pps, _ = stack
+    assert os.stat(pps.scratch_dir).st_mode & 0o777 == 0o700
+
+
 def test_link_to_a_host_file_fails_and_never_reads_it(stack: tuple[PFS, PPS, str]) -> None:
     pfs, pps, secret = stack
     j = run(pps, "leak", f"ln -s {secret} /pfs/out/leak")

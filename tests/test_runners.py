@@ -398,6 +398,70 @@ class TestProcess:
             assert out[4] == "shadow-denied", out
 
 
+    def test_the_datum_environment_reaches_only_the_user_code(
+        self, process_runner: ProcessRunner, start: StartSession, datum: Datums
+    ) -> None:
+        """transform.env is the user's: LD_PRELOAD given to bubblewrap (the
+        worker's user, on the host) or to setpriv (still root) would load the
+        user's library there. Each process that gets the variable says so on
+        stderr when the library is missing: only the user code may."""
+        s = start(process_runner)
+        r = s.run(datum(*sh("echo $LD_PRELOAD"), env={"LD_PRELOAD": "/tusk-no-such.so"}))
+        assert_ran(r)
+        assert r.stdout == b"/tusk-no-such.so\n"
+        assert r.stderr.count(b"/tusk-no-such.so") == 1, r.stderr
+
+    def test_system_accounts_and_odd_working_dirs_are_refused(
+        self, process_runner: ProcessRunner, start: StartSession, datum: Datums,
+        tmp_path: Path
+    ) -> None:
+        if os.geteuid() != 0:
+            pytest.skip("the worker is not root: user code runs as the worker's own user")
+        for user in ("0", "root", "65534:42", "1234:0"):
+            r = start(process_runner, user=user).run(datum("true"))
+            assert r.exit_code is None and "system accounts" in r.error, (user, r)
+        planted = tmp_path / "planted"
+        for wd in (f"/proc/self/root/oldroot{planted}", "/work/../proc", "/dev/x", "work"):
+            r = start(process_runner, working_dir=wd).run(datum("true"))
+            assert r.exit_code is None and "working_dir" in r.error, (wd, r)
+        assert not planted.exists()
+
+    def test_the_output_directory_belongs_to_the_user_code_alone(
+        self, process_runner: ProcessRunner, start: StartSession, datum: Datums
+    ) -> None:
+        if os.geteuid() != 0:
+            pytest.skip("the worker is not root: user code runs as the worker's own user")
+        d = datum(*sh("echo x > /pfs/out/x"))
+        assert_ran(start(process_runner).run(d))
+        st = os.stat(d.out_dir)
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (65534, 65534, 0o700)
+
+
+def test_a_log_tail_stops_at_the_size_it_saw(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process left running by the datum may keep appending to its stdout:
+    reading the tail must end (and not grow) anyway."""
+    from pps.runners import _files
+
+    path = tmp_path / "stdout"
+    path.write_bytes(b"a" * 100_000)
+    real_pread = os.pread
+    calls = []
+
+    def pread_while_appending(fd: int, n: int, off: int) -> bytes:
+        calls.append(off)
+        if len(calls) > 50:
+            raise AssertionError("read_tail chased the end of a growing file")
+        with open(path, "ab") as f:
+            f.write(b"b" * 65536)
+        return real_pread(fd, n, off)
+
+    monkeypatch.setattr(_files.os, "pread", pread_while_appending)
+    tail = _files.read_tail(str(path), cap=4096)
+    assert tail == b"a" * 4096
+    assert len(calls) <= 2
+
+
 class TestDocker:
     def test_one_container_serves_every_datum(
         self, docker_runner: DockerRunner, start: StartSession, datum: Datums

@@ -214,10 +214,14 @@ def read_tail(path: str, cap: int = OUTPUT_CAP) -> bytes:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
             return b""
-        start = max(0, st.st_size - cap)
+        # Up to the size seen now: a process left running by the datum may
+        # still append, and reading to an end that keeps moving would never
+        # return (nor stop growing).
+        end = st.st_size
+        start = max(0, end - cap)
         parts = []
-        while True:
-            piece = os.pread(fd, cap, start)
+        while start < end:
+            piece = os.pread(fd, end - start, start)
             if not piece:
                 break
             parts.append(piece)

@@ -69,8 +69,32 @@ def _resolve_user(user: str) -> tuple[int, int]:
     return entry.pw_uid, int(group) if group.isdigit() else entry.pw_gid
 
 
-def _user_args(user: str | None, setpriv: str) -> tuple[list[str], list[str]]:
-    """(bwrap arguments, command prefix) that run user code as ``user``.
+#: Under a root worker, the lowest uid and gid user code may run as: below
+#: are the host's system accounts and groups (root, shadow, disk, adm...),
+#: which own files of the read-only system directories.
+MIN_ID = 1000
+
+
+def _spec_problem(spec: RunnerSpec, datum: DatumRun) -> str:
+    """Why this runner refuses ``spec``/``datum`` ("" if it does not)."""
+    if "=" in datum.cmd[0]:
+        return (f"cmd[0] {datum.cmd[0]!r} contains '=': the process runner cannot run it "
+                "(name the program without '=')")
+    wd = spec.working_dir
+    if wd and wd != "/":
+        parts = wd.split("/")
+        if (not wd.startswith("/") or any(p in ("", ".", "..") for p in parts[1:])
+                or parts[1] in ("proc", "dev", "sys")):
+            return (f"working_dir {wd!r} is not allowed by the process runner: give a "
+                    "normalized absolute path (no '.', '..' or '//') outside /proc, /dev "
+                    "and /sys")
+    return ""
+
+
+def _user_args(user: str | None, setpriv: str
+               ) -> tuple[list[str], list[str], tuple[int, int] | None]:
+    """(bwrap arguments, command prefix, host uid and gid of the user code
+    when it is not the worker's own) that run user code as ``user``.
 
     Under a root worker, bubblewrap stays in the host's user namespace, so
     its sandbox would keep root's capabilities: enough to read root-only
@@ -86,14 +110,21 @@ def _user_args(user: str | None, setpriv: str) -> tuple[list[str], list[str]]:
     """
     if os.geteuid() == 0:
         uid, gid = _resolve_user(user) if user else NOBODY
+        if min(uid, gid) < MIN_ID:
+            raise ValueError(
+                f"user {user!r} is uid {uid}, gid {gid} on this host: under a root worker "
+                f"the process runner runs user code as a host user, and ids below {MIN_ID} "
+                "are the host's system accounts and groups (owners of files in /etc, /usr); "
+                f"give a uid and gid of {MIN_ID} or more, leave user empty (nobody), or use "
+                "the Docker runner")
         return [], [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
-                    "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+                    "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"], (uid, gid)
     if not user:
-        return [], []
+        return [], [], None
     uid, gid = _resolve_user(user)
     # A user namespace maps the chosen ids onto the caller's own: the code sees
     # uid/gid as asked, and files it writes belong to the worker on the host.
-    return ["--unshare-user", "--uid", str(uid), "--gid", str(gid)], []
+    return ["--unshare-user", "--uid", str(uid), "--gid", str(gid)], [], None
 
 
 def _start_service(proc: subprocess.Popen[bytes], service: LoopbackService, info_r: int,
@@ -164,6 +195,8 @@ class ProcessRunner:
         #: util-linux's setpriv, run inside the sandbox (from the read-only
         #: /usr) to drop root before the user code (:func:`_user_args`).
         self.setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
+        #: coreutils' env: sets the datum's environment after the drop.
+        self.env_cmd = shutil.which("env") or "/usr/bin/env"
         self._available: tuple[bool, str] | None = None
 
     def available(self) -> tuple[bool, str]:
@@ -183,7 +216,7 @@ class ProcessRunner:
                 "setpriv (util-linux) is not installed, and a root worker needs it to run "
                 "user code without root: apt-get install -y util-linux"
             )
-        _, prefix = _user_args(None, self.setpriv)
+        _, prefix, _ = _user_args(None, self.setpriv)
         argv = [
             self.bwrap,
             "--tmpfs",
@@ -255,10 +288,10 @@ class ProcessSession:
         if not ok:
             return RunResult(None, b"", b"", time.monotonic() - started, error=why)
         try:
-            user_args, prefix = _user_args(self.spec.user, self.runner.setpriv)
+            user_args, prefix, owner = _user_args(self.spec.user, self.runner.setpriv)
         except ValueError as exc:
             return RunResult(None, b"", b"", time.monotonic() - started, error=str(exc))
-        problem = datum.out_dir_problem()
+        problem = datum.out_dir_problem() or _spec_problem(self.spec, datum)
         if problem:
             return RunResult(None, b"", b"", time.monotonic() - started, error=problem)
         missing = [src for src in datum.inputs.values() if not os.path.isdir(src)]
@@ -277,8 +310,11 @@ class ProcessSession:
                 return RunResult(None, b"", b"", time.monotonic() - started,
                                  error=f"could not serve the datum's S3 gateway: {why}")
         os.makedirs(datum.out_dir, exist_ok=True)
-        # User code runs as another uid than a root worker: let it write /pfs/out.
-        os.chmod(datum.out_dir, 0o777)
+        if owner is not None:
+            # User code runs as another host user than a root worker: /pfs/out
+            # is that user's alone (not world-writable for the datum's run).
+            os.chown(datum.out_dir, *owner)
+        os.chmod(datum.out_dir, 0o700)
         with tempfile.TemporaryDirectory(dir=self._work_dir, prefix="datum-") as scratch:
             return self._run_in(datum, scratch, (user_args, prefix), started)
 
@@ -344,8 +380,14 @@ class ProcessSession:
             info_r, info_w = os.pipe()
             block_r, block_w = os.pipe()
             argv += ["--info-fd", str(info_w), "--block-fd", str(block_r)]
-        argv += ["--", *user[1], *datum.cmd]
-        env = {"PATH": DEFAULT_PATH, "HOME": "/tmp", **datum.env}
+        # The datum's environment (transform.env is the user's) reaches only
+        # the user code: `env -i` sets it after setpriv dropped root. Given to
+        # bwrap or setpriv, LD_PRELOAD & co. would run the user's library as
+        # the worker, on the host (bwrap) or with root's capabilities.
+        env_args = [f"{k}={v}" for k, v in
+                    {"PATH": DEFAULT_PATH, "HOME": "/tmp", **datum.env}.items()]
+        argv += ["--", *user[1], self.runner.env_cmd, "-i", "--", *env_args, *datum.cmd]
+        env = {"PATH": DEFAULT_PATH}
         out_path = os.path.join(scratch, "stdout")
         err_path = os.path.join(scratch, "stderr")
         timed_out = False
