@@ -426,6 +426,27 @@ class TestProcess:
             assert r.exit_code is None and "working_dir" in r.error, (wd, r)
         assert not planted.exists()
 
+    def test_the_workers_keyrings_are_out_of_reach(
+        self, process_runner: ProcessRunner, start: StartSession, datum: Datums
+    ) -> None:
+        """The sandbox inherits the worker's session keyring, whose keys any
+        possessor may read (Kerberos tickets live there): the keyring calls
+        are refused."""
+        import platform
+
+        if platform.machine() != "x86_64":
+            pytest.skip("the keyring filter is written for x86-64 hosts")
+        if not os.path.exists("/usr/bin/python3"):
+            pytest.skip("the host has no /usr/bin/python3 to make the call with")
+        call = ("import ctypes; l = ctypes.CDLL(None, use_errno=True); "
+                "r = l.syscall(250, 0, -3, 0); print(r, ctypes.get_errno())")  # keyctl
+        r = start(process_runner).run(datum("/usr/bin/python3", "-c", call))
+        assert_ran(r)
+        assert r.stdout.split() == [b"-1", b"1"], r  # EPERM
+        r = start(process_runner).run(datum(*sh("echo still runs")))
+        assert_ran(r)
+        assert r.stdout == b"still runs\n"
+
     def test_the_output_directory_belongs_to_the_user_code_alone(
         self, process_runner: ProcessRunner, start: StartSession, datum: Datums
     ) -> None:

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import pwd
 import select
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import time
@@ -46,6 +48,45 @@ def _system_binds() -> list[str]:
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
     return args
+
+
+def _keyring_filter() -> bytes:
+    """A seccomp program (classic BPF, for bwrap's ``--seccomp``) refusing
+    the kernel keyring calls (``add_key``, ``request_key``, ``keyctl``) with
+    EPERM, on x86-64 and its 32-bit calls; everything else is allowed.
+
+    The sandbox inherits the worker's session keyring, and a possessor may
+    read its keys whatever its uid (Kerberos tickets live there, for one);
+    the keyrings would also let datums of different pipelines talk.
+    """
+    x86_64, i386 = 0xC000003E, 0x40000003
+    allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
+    # (op, k, jump-if-true label, jump-if-false label); None: fall through.
+    ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
+    prog: list[tuple[int, int, str | None, str | None]] = [
+        (ld, 4, None, None),  # seccomp_data.arch
+        (jeq, x86_64, None, "not64"),
+        (ld, 0, None, None),  # seccomp_data.nr
+        (jge, 0x40000000, "deny", None),  # the x32 ABI: none of it
+        (jeq, 248, "deny", None), (jeq, 249, "deny", None), (jeq, 250, "deny", None),
+        (ret, allow, None, None),
+        (jeq, i386, None, "allow"),  # not64
+        (ld, 0, None, None),
+        (jeq, 286, "deny", None), (jeq, 287, "deny", None), (jeq, 288, "deny", None),
+        (ret, allow, None, None),  # allow
+        (ret, deny, None, None),  # deny
+    ]
+    labels = {"not64": 8, "allow": 13, "deny": 14}
+    out = b""
+    for i, (op, k, jt, jf) in enumerate(prog):
+        t = labels[jt] - i - 1 if jt else 0
+        f = labels[jf] - i - 1 if jf else 0
+        out += struct.pack("=HBBI", op, t, f, k)
+    return out
+
+
+#: The keyring filter, where it applies (x86-64 hosts); None elsewhere.
+KEYRING_FILTER = _keyring_filter() if platform.machine() in ("x86_64", "AMD64") else None
 
 
 #: The host user a root worker runs user code as when the spec names none.
@@ -380,6 +421,13 @@ class ProcessSession:
             info_r, info_w = os.pipe()
             block_r, block_w = os.pipe()
             argv += ["--info-fd", str(info_w), "--block-fd", str(block_r)]
+        seccomp_r = -1
+        if KEYRING_FILTER is not None:
+            # bwrap reads the program to its end: a pipe holds it whole.
+            seccomp_r, seccomp_w = os.pipe()
+            os.write(seccomp_w, KEYRING_FILTER)
+            os.close(seccomp_w)
+            argv += ["--seccomp", str(seccomp_r)]
         # The datum's environment (transform.env is the user's) reaches only
         # the user code: `env -i` sets it after setpriv dropped root. Given to
         # bwrap or setpriv, LD_PRELOAD & co. would run the user's library as
@@ -399,7 +447,8 @@ class ProcessSession:
                     stdout=out,
                     stderr=err,
                     env=env,
-                    pass_fds=tuple(fd for fd in (status_w, info_w, block_r) if fd >= 0),
+                    pass_fds=tuple(fd for fd in (status_w, info_w, block_r, seccomp_r)
+                                   if fd >= 0),
                     start_new_session=True,  # its own process group, killed as one
                 )
             except OSError as exc:
@@ -415,7 +464,7 @@ class ProcessSession:
                 )
             finally:
                 # The child has its copies; EOF comes when it exits.
-                for fd in (status_w, info_w, block_r):
+                for fd in (status_w, info_w, block_r, seccomp_r):
                     if fd >= 0:
                         os.close(fd)
             self._proc = proc
